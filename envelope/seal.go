@@ -1,0 +1,180 @@
+package envelope
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"unicode/utf8"
+
+	commonpb "go.temporal.io/api/common/v1"
+	"google.golang.org/protobuf/proto"
+)
+
+// Header is what a sealed payload names in its metadata: the master key,
+// the data key wrapped under it, and the KMS encryption context that was
+// bound to the wrapped key.
+type Header struct {
+	// KeyARN is the ARN of the KMS key that wrapped the data key, as
+	// GenerateDataKey returned it.
+	KeyARN string
+	// WrappedKey is the CiphertextBlob that GenerateDataKey returned.
+	WrappedKey []byte
+	// EncryptionContext is the context passed to GenerateDataKey; nil or
+	// empty when none was.
+	EncryptionContext map[string]string
+}
+
+// Key seals payloads under one data key. It is safe for concurrent use.
+//
+// Building a Key validates the header once and precomputes the metadata
+// values and the additional authenticated data that every payload sealed
+// under this data key shares, so Seal does only per-payload work.
+type Key struct {
+	dataKey     []byte
+	keyARN      []byte
+	wrappedKey  []byte
+	contextJSON []byte
+	aad         []byte
+}
+
+// NewKey returns a Key that seals under dataKey, a 32-byte AES-256 data
+// key in plaintext, and names h in each payload's metadata.
+func NewKey(dataKey []byte, h Header) (*Key, error) {
+	if len(dataKey) != DataKeySize {
+		return nil, fmt.Errorf("envelope: data key is %d bytes, want %d", len(dataKey), DataKeySize)
+	}
+	contextJSON, err := MarshalContext(h.EncryptionContext)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkFields(h.KeyARN, h.WrappedKey, contextJSON); err != nil {
+		return nil, err
+	}
+	k := &Key{
+		dataKey:     bytes.Clone(dataKey),
+		keyARN:      []byte(h.KeyARN),
+		wrappedKey:  bytes.Clone(h.WrappedKey),
+		contextJSON: contextJSON,
+	}
+	k.aad = additionalData(k.keyARN, k.wrappedKey, k.contextJSON)
+	return k, nil
+}
+
+// Seal encrypts p, metadata and all, into a new kms-envelope-v1 payload.
+// p is not modified.
+//
+// random supplies the 32-byte salt; nil means crypto/rand, which is what
+// every caller but a test vector wants.
+func (k *Key) Seal(p *commonpb.Payload, random io.Reader) (*commonpb.Payload, error) {
+	plaintext, err := marshalOptions.Marshal(p)
+	if err != nil {
+		return nil, fmt.Errorf("envelope: marshal payload: %w", err)
+	}
+	data := make([]byte, SaltSize+CommitmentSize, len(plaintext)+Overhead)
+	salt := data[:SaltSize]
+	if random == nil {
+		rand.Read(salt)
+	} else if _, err := io.ReadFull(random, salt); err != nil {
+		return nil, fmt.Errorf("envelope: read salt: %w", err)
+	}
+	aead, commitment, err := derive(k.dataKey, salt)
+	if err != nil {
+		return nil, err
+	}
+	copy(data[SaltSize:], commitment)
+	data = aead.Seal(data, zeroNonce[:], plaintext, k.aad)
+
+	// The metadata values are shared by every payload of this data key.
+	// Protobuf treats bytes fields as immutable, and so do the Temporal SDK
+	// and server, so sharing saves three copies per payload.
+	md := make(map[string][]byte, 5)
+	md[MetadataEncoding] = encodingEncrypted
+	md[MetadataFormat] = formatValue
+	md[MetadataKeyID] = k.keyARN
+	md[MetadataDataKey] = k.wrappedKey
+	if len(k.contextJSON) > 0 {
+		md[MetadataContext] = k.contextJSON
+	}
+	return &commonpb.Payload{Metadata: md, Data: data}, nil
+}
+
+var (
+	encodingEncrypted = []byte(EncodingEncrypted)
+	formatValue       = []byte(Format)
+	zeroNonce         [12]byte
+	// Deterministic so that a test vector's expected bytes do not depend on
+	// map iteration order.
+	marshalOptions = proto.MarshalOptions{Deterministic: true}
+)
+
+// MarshalContext returns the encryption-context metadata value for ctx: a
+// JSON object with its keys in sorted order and no insignificant white
+// space. It returns nil for an empty context, which is left out of the
+// metadata.
+func MarshalContext(ctx map[string]string) ([]byte, error) {
+	if len(ctx) == 0 {
+		return nil, nil
+	}
+	for k, v := range ctx {
+		if !utf8.ValidString(k) || !utf8.ValidString(v) {
+			return nil, fmt.Errorf("%w: encryption context is not valid UTF-8", ErrMalformed)
+		}
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	// The context is read back by parsing, never compared as text, but
+	// escaping <, > and & would only make it harder to read.
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(ctx); err != nil { // encoding/json sorts map keys
+		return nil, fmt.Errorf("envelope: marshal encryption context: %w", err)
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+// checkFields enforces the limits that both sealing and parsing apply.
+func checkFields(keyARN string, wrappedKey, contextJSON []byte) error {
+	switch {
+	case keyARN == "":
+		return fmt.Errorf("%w: %s is missing or empty", ErrMalformed, MetadataKeyID)
+	case len(keyARN) > MaxKeyARNSize:
+		return fmt.Errorf("%w: %s is %d bytes, over the %d-byte limit", ErrMalformed, MetadataKeyID, len(keyARN), MaxKeyARNSize)
+	case !utf8.ValidString(keyARN):
+		return fmt.Errorf("%w: %s is not valid UTF-8", ErrMalformed, MetadataKeyID)
+	case len(wrappedKey) == 0:
+		return fmt.Errorf("%w: %s is missing or empty", ErrMalformed, MetadataDataKey)
+	case len(wrappedKey) > MaxWrappedKeySize:
+		return fmt.Errorf("%w: %s is %d bytes, over the %d-byte limit", ErrMalformed, MetadataDataKey, len(wrappedKey), MaxWrappedKeySize)
+	case len(contextJSON) > MaxContextSize:
+		return fmt.Errorf("%w: %s is %d bytes, over the %d-byte limit", ErrMalformed, MetadataContext, len(contextJSON), MaxContextSize)
+	}
+	return nil
+}
+
+// additionalData binds the ciphertext to the key ARN, the wrapped key and
+// the context: "kms-envelope-v1", then each field as a 4-byte big-endian
+// length and its bytes. Length prefixes keep two different headers from
+// ever producing the same bytes.
+func additionalData(keyARN, wrappedKey, contextJSON []byte) []byte {
+	aad := make([]byte, 0, len(Format)+12+len(keyARN)+len(wrappedKey)+len(contextJSON))
+	aad = append(aad, Format...)
+	for _, field := range [][]byte{keyARN, wrappedKey, contextJSON} {
+		aad = binary.BigEndian.AppendUint32(aad, uint32(len(field)))
+		aad = append(aad, field...)
+	}
+	return aad
+}
+
+// Identity returns the same bytes as Envelope.KeyIdentity for every
+// payload this Key seals, so a caller can put the data key into a
+// decryption cache before any payload exists.
+func (k *Key) Identity() []byte {
+	return k.aad
+}
+
+// KeyARN returns the ARN of the master key that wrapped the data key.
+func (k *Key) KeyARN() string {
+	return string(k.keyARN)
+}
