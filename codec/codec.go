@@ -1,0 +1,390 @@
+// Package codec is the Temporal PayloadCodec of kmscodec: it encrypts
+// every payload a Temporal client or worker writes under its own key,
+// derived from a data key that AWS KMS generated, and decrypts them again.
+//
+// Use [New] to build a [Codec] from a KMS client and a key, then
+// [NewDataConverter] and [NewFailureConverter] for client.Options, so that
+// workflow inputs, results, signals, queries, updates, memos, heartbeats
+// and failures all reach the Temporal server encrypted. Use the Codec on
+// its own where a PayloadCodec is wanted, as in a codec server.
+package codec
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"sync"
+	"time"
+
+	commonpb "go.temporal.io/api/common/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/temporal-kms/kmscodec/cache"
+	"github.com/temporal-kms/kmscodec/envelope"
+	"github.com/temporal-kms/kmscodec/kms"
+)
+
+// NamespaceContextKey is the encryption context key under which the codec
+// binds each data key to the Temporal namespace it was generated for. KMS
+// refuses to unwrap the data key with any other namespace in the context.
+const NamespaceContextKey = "temporal-namespace"
+
+// Options configure a Codec. KMS and KeyID are required; every other
+// field has a default, given with it.
+type Options struct {
+	// KMS is the client that generates and unwraps data keys, usually
+	// kms.NewFromConfig(cfg) from aws-sdk-go-v2. Required.
+	KMS kms.API
+
+	// KeyID is the KMS key that new payloads are encrypted under: a key
+	// ARN, key ID, alias name ("alias/temporal") or alias ARN. Payloads
+	// always record the key ARN. With an alias, the codec follows the
+	// alias to a new key within DataKeyMaxAge. Required unless
+	// DisableEncryption is set.
+	KeyID string
+
+	// DecryptKeyIDs are further key ARNs whose payloads may be decrypted:
+	// the keys rotated away from. A payload under any other key fails with
+	// ErrKeyNotAllowed before any KMS call. Only key ARNs are accepted, so
+	// that moving an alias never widens what is decrypted.
+	DecryptKeyIDs []string
+
+	// EncryptionContext is added to every data key's KMS encryption
+	// context: a KMS key policy or grant can require it, and CloudTrail
+	// logs it with every call. It must not set NamespaceContextKey.
+	EncryptionContext map[string]string
+
+	// Namespace is the Temporal namespace put in the encryption context
+	// when the SDK does not say which namespace a payload belongs to. The
+	// SDK says so for workflow and activity payloads, so this mostly
+	// matters for a codec used on its own. Default: none.
+	Namespace string
+
+	// DataKeyMaxAge is how long a generated data key is used for new
+	// payloads. Default 5 minutes.
+	DataKeyMaxAge time.Duration
+
+	// MaxPayloadsPerDataKey is how many payloads one data key encrypts
+	// before a new one is generated. Default 10,000. Set 1 for a KMS data
+	// key per payload.
+	MaxPayloadsPerDataKey int64
+
+	// MaxBytesPerDataKey bounds the payload bytes one data key encrypts.
+	// Default 0: no bound.
+	MaxBytesPerDataKey int64
+
+	// DecryptCacheSize is how many unwrapped data keys are kept for
+	// decryption. Default 10,000.
+	DecryptCacheSize int
+
+	// DecryptCacheTTL is how long an unwrapped data key is kept. Default
+	// 1 hour.
+	DecryptCacheTTL time.Duration
+
+	// KMSTimeout bounds each KMS call, retries by the AWS SDK included.
+	// Default 5 seconds, well inside Temporal's default 10-second workflow
+	// task timeout.
+	KMSTimeout time.Duration
+
+	// MetricsHandler, if set, receives the codec's counters; pass the same
+	// handler as client.Options.MetricsHandler. Stats returns them too.
+	MetricsHandler client.MetricsHandler
+
+	// RejectUnencrypted makes Decode fail with ErrUnencryptedPayload on a
+	// payload that is not encrypted. By default such payloads pass
+	// through, so histories written before encryption was turned on still
+	// read.
+	RejectUnencrypted bool
+
+	// DisableEncryption makes Encode pass payloads through unchanged while
+	// Decode still decrypts: for rolling encryption back without
+	// stranding encrypted histories.
+	DisableEncryption bool
+
+	// Clock returns the current time. Default time.Now; tests set it.
+	Clock func() time.Time
+}
+
+// Codec encrypts and decrypts Temporal payloads. It implements
+// converter.PayloadCodec and converter.PayloadCodecWithSerializationContext
+// and is safe for concurrent use. Copies made by WithNamespace and
+// WithSerializationContext share the caches and counters of the Codec
+// they come from.
+type Codec struct {
+	*shared
+	scope cache.Scope // the data keys new payloads are encrypted under
+}
+
+var (
+	_ converter.PayloadCodec                         = (*Codec)(nil)
+	_ converter.PayloadCodecWithSerializationContext = (*Codec)(nil)
+)
+
+// shared is what every namespace-bound view of one Codec has in common.
+type shared struct {
+	opts     Options
+	encrypt  *cache.EncryptionKeys[*envelope.Key]
+	decrypt  *cache.DecryptionKeys
+	resolver *cache.KeyResolver // nil when nothing is encrypted
+	allowed  map[string]bool
+	metrics  *metrics
+
+	mu     sync.RWMutex
+	scopes map[string]cache.Scope // by namespace
+}
+
+// maxScopes bounds the namespace views a Codec remembers; beyond it a
+// view is built afresh on every call, which only costs time.
+const maxScopes = 1024
+
+// New validates opts and returns a Codec. It makes no KMS call: data keys
+// are generated on first use, so a worker starts even while KMS is out of
+// reach, and fails its tasks (to be retried) until KMS answers.
+func New(opts Options) (*Codec, error) {
+	if opts.KMS == nil {
+		return nil, errors.New("kmscodec: Options.KMS is required")
+	}
+	if opts.KeyID == "" && !opts.DisableEncryption {
+		return nil, errors.New("kmscodec: Options.KeyID is required unless DisableEncryption is set")
+	}
+	if _, ok := opts.EncryptionContext[NamespaceContextKey]; ok {
+		return nil, fmt.Errorf("kmscodec: Options.EncryptionContext must not set %q: use Options.Namespace", NamespaceContextKey)
+	}
+	if b, err := envelope.MarshalContext(withNamespace(opts.EncryptionContext, "")); err != nil {
+		return nil, fmt.Errorf("kmscodec: Options.EncryptionContext: %w", err)
+	} else if len(b) > envelope.MaxContextSize/2 {
+		return nil, fmt.Errorf("kmscodec: Options.EncryptionContext is %d bytes as JSON; keep it under %d", len(b), envelope.MaxContextSize/2)
+	}
+	if opts.Clock == nil {
+		opts.Clock = time.Now
+	}
+	opts.EncryptionContext = maps.Clone(opts.EncryptionContext)
+	s := &shared{opts: opts, allowed: map[string]bool{}, scopes: map[string]cache.Scope{}}
+	for _, id := range opts.DecryptKeyIDs {
+		if !kms.IsKeyARN(id) {
+			return nil, fmt.Errorf("kmscodec: Options.DecryptKeyIDs: %q is not a key ARN", id)
+		}
+		s.allowed[id] = true
+	}
+	s.metrics = newMetrics(opts.MetricsHandler)
+	var err error
+	s.decrypt, err = cache.NewDecryptionKeys(opts.KMS, cache.DecryptionOptions{
+		Size:    opts.DecryptCacheSize,
+		TTL:     opts.DecryptCacheTTL,
+		Timeout: opts.KMSTimeout,
+		Clock:   opts.Clock,
+		Record:  s.metrics.record,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("kmscodec: %w", err)
+	}
+	s.encrypt, err = cache.NewEncryptionKeys(opts.KMS, cache.EncryptionOptions{
+		MaxAge:      opts.DataKeyMaxAge,
+		MaxPayloads: opts.MaxPayloadsPerDataKey,
+		MaxBytes:    opts.MaxBytesPerDataKey,
+		Timeout:     opts.KMSTimeout,
+		Clock:       opts.Clock,
+		Record:      s.metrics.record,
+	}, s.prepare)
+	if err != nil {
+		return nil, fmt.Errorf("kmscodec: %w", err)
+	}
+	if opts.KeyID != "" {
+		maxAge := opts.DataKeyMaxAge
+		if maxAge == 0 {
+			maxAge = 5 * time.Minute
+		}
+		timeout := opts.KMSTimeout
+		if timeout == 0 {
+			timeout = 5 * time.Second
+		}
+		s.resolver, err = cache.NewKeyResolver(opts.KMS, opts.KeyID, maxAge, timeout, opts.Clock, s.metrics.record)
+		if err != nil {
+			return nil, fmt.Errorf("kmscodec: %w", err)
+		}
+	}
+	return &Codec{shared: s, scope: s.scopeFor(opts.Namespace)}, nil
+}
+
+// WithNamespace returns a view of c that binds new data keys to namespace
+// (in the encryption context under NamespaceContextKey). It shares c's
+// caches and counters.
+func (c *Codec) WithNamespace(namespace string) *Codec {
+	if namespace == "" || namespace == c.scope.EncryptionContext[NamespaceContextKey] {
+		return c
+	}
+	return &Codec{shared: c.shared, scope: c.scopeFor(namespace)}
+}
+
+// WithSerializationContext implements
+// converter.PayloadCodecWithSerializationContext: the SDK calls it with
+// the namespace of the workflow or activity whose payloads follow.
+func (c *Codec) WithSerializationContext(ctx converter.SerializationContext) converter.PayloadCodec {
+	switch ctx := ctx.(type) {
+	case converter.WorkflowSerializationContext:
+		return c.WithNamespace(ctx.Namespace)
+	case converter.ActivitySerializationContext:
+		return c.WithNamespace(ctx.Namespace)
+	}
+	return c
+}
+
+// Encode encrypts each payload into a kms-envelope-v1 payload. It fails
+// rather than return any payload unencrypted. A KMS failure is wrapped in
+// converter.WorkflowTaskFailureError so that Temporal retries the
+// workflow task instead of failing the workflow.
+func (c *Codec) Encode(payloads []*commonpb.Payload) ([]*commonpb.Payload, error) {
+	if c.opts.DisableEncryption {
+		return payloads, nil
+	}
+	out := make([]*commonpb.Payload, len(payloads))
+	var n uint64
+	for i, p := range payloads {
+		var size int64
+		if c.opts.MaxBytesPerDataKey > 0 {
+			size = int64(proto.Size(p))
+		}
+		key, _, err := c.encrypt.Get(c.scope, size)
+		if err != nil {
+			return nil, c.fail("encode", i, len(payloads), err)
+		}
+		if out[i], err = key.Seal(p, nil); err != nil {
+			return nil, c.fail("encode", i, len(payloads), err)
+		}
+		n += uint64(len(p.GetData()))
+	}
+	c.metrics.add(payloadsEncoded, uint64(len(payloads)))
+	c.metrics.add(bytesEncoded, n)
+	return out, nil
+}
+
+// Decode decrypts each kms-envelope-v1 payload back into the payload that
+// was encoded, and passes any payload this codec did not encode through
+// unchanged (unless Options.RejectUnencrypted). It never depends on the
+// serialization context: each payload carries what it needs.
+//
+// A payload under a master key that is not allowed fails with
+// ErrKeyNotAllowed, and a malformed one with ErrMalformedPayload, both
+// before any KMS call; a payload that was altered fails with
+// ErrAuthenticationFailed.
+func (c *Codec) Decode(payloads []*commonpb.Payload) ([]*commonpb.Payload, error) {
+	out := make([]*commonpb.Payload, len(payloads))
+	var decoded, n uint64
+	for i, p := range payloads {
+		env, err := envelope.Parse(p)
+		if errors.Is(err, envelope.ErrNotEncrypted) {
+			if c.opts.RejectUnencrypted {
+				return nil, c.fail("decode", i, len(payloads), ErrUnencryptedPayload)
+			}
+			out[i] = p
+			continue
+		}
+		if err == nil {
+			err = c.checkAllowed(env.KeyARN)
+		}
+		var dataKey []byte
+		if err == nil {
+			dataKey, err = c.decrypt.Get(cache.WrappedKey{
+				Identity:          env.KeyIdentity(),
+				KeyARN:            env.KeyARN,
+				Blob:              env.WrappedKey,
+				EncryptionContext: env.EncryptionContext,
+			})
+		}
+		if err == nil {
+			out[i], err = env.Open(dataKey)
+		}
+		if err != nil {
+			return nil, c.fail("decode", i, len(payloads), err)
+		}
+		decoded++
+		n += uint64(len(out[i].GetData()))
+	}
+	c.metrics.add(payloadsDecoded, decoded)
+	c.metrics.add(payloadsPassedThrough, uint64(len(payloads))-decoded)
+	c.metrics.add(bytesDecoded, n)
+	return out, nil
+}
+
+// checkAllowed returns ErrKeyNotAllowed unless keyARN is the key the
+// codec encrypts with or one of DecryptKeyIDs.
+func (s *shared) checkAllowed(keyARN string) error {
+	if s.allowed[keyARN] {
+		return nil
+	}
+	if s.resolver != nil {
+		current, err := s.resolver.ARN()
+		if err != nil {
+			return err
+		}
+		if current == keyARN {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: %s", ErrKeyNotAllowed, keyARN)
+}
+
+// prepare turns a data key that KMS just generated into the envelope.Key
+// that seals with it, and puts it into the decryption cache, so that a
+// worker reading back its own payloads (an activity's input, a query's
+// result) makes no KMS call.
+func (s *shared) prepare(dk cache.DataKey) (*envelope.Key, error) {
+	k, err := envelope.NewKey(dk.Plaintext, envelope.Header{
+		KeyARN:            dk.KeyARN,
+		WrappedKey:        dk.Wrapped,
+		EncryptionContext: dk.EncryptionContext,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.decrypt.Add(k.Identity(), dk.Plaintext)
+	if s.resolver != nil {
+		s.resolver.Observe(dk.KeyARN)
+	}
+	return k, nil
+}
+
+// scopeFor returns the data-key scope of namespace, remembered so that
+// the SDK's per-call WithSerializationContext costs a map lookup.
+func (s *shared) scopeFor(namespace string) cache.Scope {
+	s.mu.RLock()
+	sc, ok := s.scopes[namespace]
+	s.mu.RUnlock()
+	if ok {
+		return sc
+	}
+	sc = cache.NewScope(s.opts.KeyID, withNamespace(s.opts.EncryptionContext, namespace))
+	s.mu.Lock()
+	if len(s.scopes) < maxScopes {
+		s.scopes[namespace] = sc
+	}
+	s.mu.Unlock()
+	return sc
+}
+
+func withNamespace(ctx map[string]string, namespace string) map[string]string {
+	if namespace == "" {
+		return ctx
+	}
+	out := make(map[string]string, len(ctx)+1)
+	maps.Copy(out, ctx)
+	out[NamespaceContextKey] = namespace
+	return out
+}
+
+// fail counts err by kind and wraps it with where it happened. Errors an
+// operator can fix without touching the payload (KMS unavailable or
+// refusing, a key missing from the allow-list) are marked as workflow
+// task failures, so Temporal retries the task rather than failing the
+// workflow; a malformed or altered payload is not.
+func (s *shared) fail(op string, i, n int, err error) error {
+	s.metrics.countError(err)
+	err = fmt.Errorf("kmscodec: %s payload %d of %d: %w", op, i+1, n, err)
+	var kmsErr *KMSError
+	if errors.As(err, &kmsErr) || errors.Is(err, ErrKeyNotAllowed) {
+		return converter.NewWorkflowTaskFailureError(err)
+	}
+	return err
+}
