@@ -127,8 +127,12 @@ func (h *countingHandler) Counter(name string) client.MetricsCounter {
 	})
 }
 
-func (h *countingHandler) Gauge(string) client.MetricsGauge { return client.MetricsNopHandler.Gauge("") }
-func (h *countingHandler) Timer(string) client.MetricsTimer { return client.MetricsNopHandler.Timer("") }
+func (h *countingHandler) Gauge(string) client.MetricsGauge {
+	return client.MetricsNopHandler.Gauge("")
+}
+func (h *countingHandler) Timer(string) client.MetricsTimer {
+	return client.MetricsNopHandler.Timer("")
+}
 
 type counterFunc func(int64)
 
