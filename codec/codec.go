@@ -168,6 +168,9 @@ func New(opts Options) (*Codec, error) {
 		}
 		s.allowed[id] = true
 	}
+	if kms.IsKeyARN(opts.KeyID) {
+		s.allowed[opts.KeyID] = true
+	}
 	s.metrics = newMetrics(opts.MetricsHandler)
 	var err error
 	s.decrypt, err = cache.NewDecryptionKeys(opts.KMS, cache.DecryptionOptions{

@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	commonpb "go.temporal.io/api/common/v1"
-	"google.golang.org/protobuf/proto"
 )
 
 // Envelope is a parsed kms-envelope-v1 payload: what it names and what it
@@ -62,7 +61,7 @@ func Parse(p *commonpb.Payload) (*Envelope, error) {
 	e.salt = p.Data[:SaltSize]
 	e.commitment = p.Data[SaltSize : SaltSize+CommitmentSize]
 	e.ciphertext = p.Data[SaltSize+CommitmentSize:]
-	e.aad = additionalData([]byte(e.KeyARN), e.WrappedKey, e.ContextJSON)
+	e.aad = additionalData(md[MetadataKeyID], e.WrappedKey, e.ContextJSON)
 	return e, nil
 }
 
@@ -106,8 +105,8 @@ func (e *Envelope) Open(dataKey []byte) (*commonpb.Payload, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrAuthentication, err)
 	}
-	p := &commonpb.Payload{}
-	if err := proto.Unmarshal(plaintext, p); err != nil {
+	p, err := unmarshalPayload(plaintext)
+	if err != nil {
 		// Authentic but not a payload: the sealer was broken, not the
 		// transport.
 		return nil, fmt.Errorf("%w: decrypted data is not a payload: %v", ErrMalformed, err)

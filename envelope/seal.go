@@ -69,11 +69,15 @@ func NewKey(dataKey []byte, h Header) (*Key, error) {
 // random supplies the 32-byte salt; nil means crypto/rand, which is what
 // every caller but a test vector wants.
 func (k *Key) Seal(p *commonpb.Payload, random io.Reader) (*commonpb.Payload, error) {
-	plaintext, err := marshalOptions.Marshal(p)
+	// One buffer holds salt, commitment, and the marshalled payload, which
+	// is then encrypted in place and gains its tag: no copy of the
+	// plaintext is made.
+	size := proto.Size(p)
+	data := make([]byte, SaltSize+CommitmentSize, SaltSize+CommitmentSize+size+TagSize)
+	data, err := marshalAppend(data, p, true)
 	if err != nil {
 		return nil, fmt.Errorf("envelope: marshal payload: %w", err)
 	}
-	data := make([]byte, SaltSize+CommitmentSize, len(plaintext)+Overhead)
 	salt := data[:SaltSize]
 	if random == nil {
 		rand.Read(salt)
@@ -85,7 +89,8 @@ func (k *Key) Seal(p *commonpb.Payload, random io.Reader) (*commonpb.Payload, er
 		return nil, err
 	}
 	copy(data[SaltSize:], commitment)
-	data = aead.Seal(data, zeroNonce[:], plaintext, k.aad)
+	header := SaltSize + CommitmentSize
+	data = aead.Seal(data[:header], zeroNonce[:], data[header:], k.aad)
 
 	// The metadata values are shared by every payload of this data key.
 	// Protobuf treats bytes fields as immutable, and so do the Temporal SDK
@@ -105,9 +110,6 @@ var (
 	encodingEncrypted = []byte(EncodingEncrypted)
 	formatValue       = []byte(Format)
 	zeroNonce         [12]byte
-	// Deterministic so that a test vector's expected bytes do not depend on
-	// map iteration order.
-	marshalOptions = proto.MarshalOptions{Deterministic: true}
 )
 
 // MarshalContext returns the encryption-context metadata value for ctx: a

@@ -71,7 +71,7 @@ func TestVectors(t *testing.T) {
 			if err := dec.Decode(&v); err != nil {
 				t.Fatal(err)
 			}
-			sealed := unmarshalPayload(t, v.Sealed)
+			sealed := payloadFromJSON(t, v.Sealed)
 			switch {
 			case strings.HasPrefix(name, "good_"):
 				checkGood(t, v, sealed)
@@ -107,7 +107,7 @@ func openVector(dataKey []byte, p *commonpb.Payload) (*commonpb.Payload, error) 
 func checkGood(t *testing.T, v vector, sealed *commonpb.Payload) {
 	t.Helper()
 	dataKey := mustHex(t, v.DataKey)
-	input := unmarshalPayload(t, v.Input)
+	input := payloadFromJSON(t, v.Input)
 	e, err := Parse(sealed)
 	if err != nil {
 		t.Fatal(err)
@@ -142,7 +142,7 @@ func checkGood(t *testing.T, v vector, sealed *commonpb.Payload) {
 	}
 }
 
-func unmarshalPayload(t *testing.T, raw json.RawMessage) *commonpb.Payload {
+func payloadFromJSON(t *testing.T, raw json.RawMessage) *commonpb.Payload {
 	t.Helper()
 	p := &commonpb.Payload{}
 	if err := protojson.Unmarshal(raw, p); err != nil {
@@ -230,7 +230,7 @@ func writeVectors(t *testing.T) {
 			t.Fatal(err)
 		}
 		payloadKey := deriveForVector(t)
-		plaintext, _ := marshalOptions.Marshal(g.input)
+		plaintext, _ := marshalAppend(nil, g.input, false)
 		saveVector(t, g.name, vector{
 			Description:       g.description,
 			DataKey:           hex.EncodeToString(vectorDataKey),

@@ -7,8 +7,26 @@ import "strings"
 // ID, an alias name or an alias ARN, which have to be resolved through
 // KMS before the key ARN is known.
 func IsKeyARN(id string) bool {
-	parts := strings.SplitN(id, ":", 6)
-	return len(parts) == 6 &&
-		parts[0] == "arn" && parts[1] != "" && parts[2] == "kms" &&
-		strings.HasPrefix(parts[5], "key/") && len(parts[5]) > len("key/")
+	rest, ok := strings.CutPrefix(id, "arn:")
+	if !ok {
+		return false
+	}
+	partition, rest, ok := strings.Cut(rest, ":")
+	if !ok || partition == "" {
+		return false
+	}
+	rest, ok = strings.CutPrefix(rest, "kms:")
+	if !ok {
+		return false
+	}
+	_, rest, ok = strings.Cut(rest, ":") // region
+	if !ok {
+		return false
+	}
+	_, resource, ok := strings.Cut(rest, ":") // account
+	if !ok {
+		return false
+	}
+	keyID, ok := strings.CutPrefix(resource, "key/")
+	return ok && keyID != ""
 }
