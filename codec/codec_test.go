@@ -470,3 +470,55 @@ func TestEnvelopeIsReadableWithoutTheCodec(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestDecryptFailuresFailTheTask(t *testing.T) {
+	fake := kmstest.New()
+	arn := fake.CreateKey()
+	enc := encode(t, newCodec(t, codec.Options{KMS: fake, KeyID: arn}), payload("x"))
+	tests := []struct {
+		name string
+		err  error
+	}{
+		{"throttled", &types.LimitExceededException{}},
+		{"key disabled", &types.DisabledException{}},
+		{"timeout", context.DeadlineExceeded},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := mocks.NewMockAPI(gomock.NewController(t))
+			m.EXPECT().Decrypt(gomock.Any(), gomock.Any()).Return(nil, tt.err)
+			c := newCodec(t, codec.Options{KMS: m, KeyID: arn})
+			out, err := c.Decode(enc)
+			var retry *converter.WorkflowTaskFailureError
+			var kmsErr *codec.KMSError
+			if out != nil || !errors.Is(err, tt.err) || !errors.As(err, &retry) || !errors.As(err, &kmsErr) || kmsErr.Op != "Decrypt" {
+				t.Fatalf("got %v, want a workflow task failure wrapping the KMS error", err)
+			}
+		})
+	}
+}
+
+func TestAliasResolutionFailureFailsTheTask(t *testing.T) {
+	fake := kmstest.New()
+	arn := fake.CreateKey()
+	enc := encode(t, newCodec(t, codec.Options{KMS: fake, KeyID: arn}), payload("x"))
+	m := mocks.NewMockAPI(gomock.NewController(t))
+	m.EXPECT().DescribeKey(gomock.Any(), gomock.Any()).Return(nil, &types.NotFoundException{})
+	_, err := newCodec(t, codec.Options{KMS: m, KeyID: "alias/gone"}).Decode(enc)
+	var notFound *types.NotFoundException
+	var retry *converter.WorkflowTaskFailureError
+	if !errors.As(err, &notFound) || !errors.As(err, &retry) {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestEncodeOfNoPayloadsMakesNoKMSCall(t *testing.T) {
+	m := mocks.NewMockAPI(gomock.NewController(t)) // any call fails the test
+	c := newCodec(t, codec.Options{KMS: m, KeyID: "alias/k"})
+	if out, err := c.Encode(nil); err != nil || len(out) != 0 {
+		t.Fatalf("got %v, %v", out, err)
+	}
+	if out, err := c.Decode(nil); err != nil || len(out) != 0 {
+		t.Fatalf("got %v, %v", out, err)
+	}
+}
