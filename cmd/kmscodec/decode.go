@@ -1,0 +1,158 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+	commonpb "go.temporal.io/api/common/v1"
+
+	"github.com/temporal-kms/kmscodec/codec"
+)
+
+// decodeFlags are the flags of kmscodec decode.
+type decodeFlags struct {
+	kms           kmsFlags
+	output        string
+	keepGoing     bool
+	maxInputBytes int64
+}
+
+func (a *app) decodeCommand() *cobra.Command {
+	f := &decodeFlags{}
+	cmd := &cobra.Command{
+		Use:   "decode [FILE]",
+		Short: "Decrypt the payloads of a history or payloads file",
+		Long: `Decrypt every payload in a JSON document and write the document back with
+the payloads decrypted, everything else as it was.
+
+The document is read from FILE, or from standard input if FILE is "-" or
+missing. It can be the output of 'temporal workflow show -o json' (a
+history), a {"payloads": [...]} codec request, or any JSON holding
+payloads: any object with a metadata.encoding field and only the fields
+of a Payload is decrypted. The result can be fed to a workflow replayer.
+
+This needs kms:Decrypt on the payloads' keys and no Temporal server: it is
+for incident work when no codec server is at hand. Run 'kmscodec keys' on
+the file first to learn which keys to allow.`,
+		Example: `  temporal workflow show -w order-1234 -o json > history.json
+  kmscodec keys history.json
+  kmscodec decode history.json \
+    --decrypt-key-id arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab \
+    --output-file history.decoded.json`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := a.applyEnv(cmd); err != nil {
+				return err
+			}
+			return a.runDecode(cmd, f, args)
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&f.output, "output-file", "", "file to write, created with mode 0600 (default: standard output)")
+	fs.BoolVar(&f.keepGoing, "keep-going", false, "leave payloads that fail to decrypt as they are, report them, and go on (exit status 1 all the same)")
+	fs.Int64Var(&f.maxInputBytes, "max-input-bytes", 1<<30, "largest input accepted")
+	f.kms.register(fs, false)
+	bindEnv(fs, nil)
+	return cmd
+}
+
+func (a *app) runDecode(cmd *cobra.Command, f *decodeFlags, args []string) error {
+	if err := f.kms.validate(cmd, false); err != nil {
+		return err
+	}
+	if f.maxInputBytes <= 0 {
+		return usagef(cmd, "--max-input-bytes must be positive")
+	}
+	doc, err := a.readDocument(args, f.maxInputBytes)
+	if err != nil {
+		return err
+	}
+	api, err := f.kms.client(cmd.Context())
+	if err != nil {
+		return err
+	}
+	c, err := codec.New(f.kms.codecOptions(api, false))
+	if err != nil {
+		return &usageError{cmd: cmd.CommandPath(), err: err}
+	}
+
+	sites := findPayloads(doc)
+	failed := 0
+	for _, site := range sites {
+		if err := cmd.Context().Err(); err != nil {
+			return err
+		}
+		err := decodeSite(c, site)
+		if err == nil {
+			continue
+		}
+		if !f.keepGoing {
+			return fmt.Errorf("%s: %w", site.path, err)
+		}
+		failed++
+		fmt.Fprintf(a.stderr, "kmscodec: %s: %v (left as it was)\n", site.path, err)
+	}
+
+	b, err := marshalDocument(doc)
+	if err != nil {
+		return err
+	}
+	if f.output == "" || f.output == "-" {
+		_, err = a.stdout.Write(b)
+	} else {
+		// 0600: the file holds decrypted workflow data.
+		err = os.WriteFile(f.output, b, 0o600)
+	}
+	if err != nil {
+		return fmt.Errorf("writing output: %w", err)
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d payloads could not be decrypted", failed, len(sites))
+	}
+	return nil
+}
+
+// decodeSite decrypts one payload in place. Payloads go one at a time so
+// that an error names the payload; the codec's data key cache makes that
+// no costlier in KMS calls.
+func decodeSite(c *codec.Codec, site payloadSite) error {
+	p, err := site.toPayload()
+	if err != nil {
+		return fmt.Errorf("not a valid payload: %w", err)
+	}
+	out, err := c.Decode([]*commonpb.Payload{p})
+	if err != nil {
+		return err
+	}
+	return site.replace(out[0])
+}
+
+// readDocument parses the JSON document named by args ("-" or nothing is
+// standard input), refusing one larger than max bytes.
+func (a *app) readDocument(args []string, max int64) (any, error) {
+	in := a.stdin
+	name := "standard input"
+	if len(args) == 1 && args[0] != "-" {
+		file, err := os.Open(args[0])
+		if err != nil {
+			return nil, err
+		}
+		defer file.Close()
+		in, name = file, args[0]
+	}
+	limited := &io.LimitedReader{R: in, N: max + 1}
+	doc, err := parseDocument(limited)
+	if limited.N <= 0 {
+		return nil, fmt.Errorf("%s is over the %d-byte limit (--max-input-bytes)", name, max)
+	}
+	if err != nil {
+		if errors.Is(err, errNotJSON) {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		return nil, err
+	}
+	return doc, nil
+}
