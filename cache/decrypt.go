@@ -137,6 +137,10 @@ func (c *DecryptionKeys) Get(w WrappedKey) ([]byte, error) {
 		if k, ok := c.lookup(id); ok { // filled by a flight that just ended
 			return k, nil
 		}
+		// A flight that just ended may have been refused; do not ask again.
+		if f, ok := c.failures.Get(id); ok && c.opts.Clock().Before(f.expires) {
+			return nil, f.err
+		}
 		k, err := c.unwrap(w)
 		if err != nil {
 			var kmsErr *KMSError

@@ -89,15 +89,17 @@ func unmarshalEntry(b []byte) (string, []byte, bool) {
 		b = b[n:]
 		switch num {
 		case 1:
+			// proto.Unmarshal checks every occurrence of a repeated
+			// string field, not only the one that wins.
+			if !utf8.Valid(v) {
+				return "", nil, false
+			}
 			key = v
 		case 2:
 			value = v
 		default:
 			return "", nil, false
 		}
-	}
-	if !utf8.Valid(key) {
-		return "", nil, false
 	}
 	if value == nil {
 		value = []byte{}
