@@ -20,9 +20,9 @@ import (
 	commonpb "go.temporal.io/api/common/v1"
 	"google.golang.org/protobuf/encoding/protojson"
 
-	"github.com/temporal-kms/kmscodec/cmd/kmscodec/internal/fakekms"
 	"github.com/temporal-kms/kmscodec/codec"
 	kmsapi "github.com/temporal-kms/kmscodec/kms"
+	"github.com/temporal-kms/kmscodec/kms/kmstest"
 )
 
 // staticTestToken is the static bearer token of the handler tests.
@@ -86,11 +86,22 @@ func staticAuth(t *testing.T) authenticator {
 	return &tokenAuth{static: tok}
 }
 
+// newFakeKMS returns an in-memory KMS holding keyARNs. Its key material
+// is derived from the ARN, so payloads encrypted by one fake decrypt with
+// another, and the committed fixtures decrypt in every run.
+func newFakeKMS(keyARNs ...string) *kmstest.KMS {
+	k := kmstest.New()
+	for _, arn := range keyARNs {
+		k.AddKey(arn)
+	}
+	return k
+}
+
 // encrypted returns n payloads encrypted under keyARN, as a worker in
 // namespace would write them (namespace "" leaves them unbound).
 func encrypted(t *testing.T, keyARN, namespace string, n int) []*commonpb.Payload {
 	t.Helper()
-	c, err := codec.New(codec.Options{KMS: fakekms.New(keyARN), KeyID: keyARN, Namespace: namespace})
+	c, err := codec.New(codec.Options{KMS: newFakeKMS(keyARN), KeyID: keyARN, Namespace: namespace})
 	if err != nil {
 		t.Fatal(err)
 	}

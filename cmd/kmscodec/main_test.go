@@ -28,8 +28,8 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 	commonpb "go.temporal.io/api/common/v1"
 
-	"github.com/temporal-kms/kmscodec/cmd/kmscodec/internal/fakekms"
 	"github.com/temporal-kms/kmscodec/codec"
+	"github.com/temporal-kms/kmscodec/kms/kmstest"
 )
 
 // The keys of the fake KMS. The committed fixtures are encrypted under
@@ -76,8 +76,8 @@ type fakeKey struct{}
 // setupScript starts a fake KMS for the script, points the AWS SDK at
 // nothing real, and puts the fixtures in the work directory.
 func setupScript(env *testscript.Env) error {
-	fake := fakekms.New(oldKeyARN, newKeyARN)
-	fake.Alias("alias/temporal", newKeyARN)
+	fake := newFakeKMS(oldKeyARN, newKeyARN)
+	fake.SetAlias("alias/temporal", newKeyARN)
 	srv := httptest.NewServer(fake.Handler())
 	env.Defer(srv.Close)
 	env.Values[fakeKey{}] = fake
@@ -249,7 +249,7 @@ func cmdKMSCalls(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	want, err := strconv.Atoi(args[1])
 	ts.Check(err)
-	fake := ts.Value(fakeKey{}).(*fakekms.KMS)
+	fake := ts.Value(fakeKey{}).(*kmstest.KMS)
 	if got := fake.Calls(args[0]); got != want {
 		ts.Fatalf("KMS %s calls: %d, want %d", args[0], got, want)
 	}
@@ -263,12 +263,12 @@ func cmdKMSFail(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) != 2 {
 		ts.Fatalf("usage: kmsfail OPERATION CODE|ok")
 	}
-	fake := ts.Value(fakeKey{}).(*fakekms.KMS)
+	fake := ts.Value(fakeKey{}).(*kmstest.KMS)
 	if args[1] == "ok" {
 		fake.FailWith(args[0], nil)
 		return
 	}
-	fake.FailWith(args[0], fakekms.Error(args[1], "injected by the test"))
+	fake.FailWith(args[0], kmstest.Error(args[1], "injected by the test"))
 }
 
 // cmdGenCert writes a self-signed certificate for 127.0.0.1 and its key:
@@ -304,7 +304,7 @@ func cmdGenCert(ts *testscript.TestScript, neg bool, args []string) {
 // and the memo left unencrypted, as written by a client without the
 // codec.
 func writeFixtures(t *testing.T) {
-	fake := fakekms.New(oldKeyARN, newKeyARN)
+	fake := newFakeKMS(oldKeyARN, newKeyARN)
 	newCodec := func(key string) *codec.Codec {
 		c, err := codec.New(codec.Options{KMS: fake, KeyID: key, Namespace: "default"})
 		if err != nil {

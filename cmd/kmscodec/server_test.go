@@ -19,7 +19,7 @@ import (
 	commonpb "go.temporal.io/api/common/v1"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/temporal-kms/kmscodec/cmd/kmscodec/internal/fakekms"
+	"github.com/temporal-kms/kmscodec/kms/kmstest"
 	"github.com/temporal-kms/kmscodec/mocks"
 )
 
@@ -31,7 +31,7 @@ func TestAuthentication(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fake := fakekms.New(oldKeyARN, newKeyARN)
+	fake := newFakeKMS(oldKeyARN, newKeyARN)
 	srv := startServer(t, fake, &tokenAuth{static: mustStatic(t), oidc: iss.verifier(t)}, serverConfig{EnableEncode: true})
 	decodeBody := body(t, encrypted(t, newKeyARN, "default", 1))
 	encodeBody := body(t, plain(1))
@@ -239,7 +239,7 @@ func (s *slowReader) Read(p []byte) (int, error) { return s.r.Read(p) }
 // TestDecode: what a successful decode returns.
 func TestDecode(t *testing.T) {
 	t.Run("payloads come back as they were before encryption, in order", func(t *testing.T) {
-		fake := fakekms.New(oldKeyARN, newKeyARN)
+		fake := newFakeKMS(oldKeyARN, newKeyARN)
 		srv := startServer(t, fake, staticAuth(t), serverConfig{})
 		in := append(encrypted(t, oldKeyARN, "default", 2), plain(1)...)
 		in = append(in, encrypted(t, newKeyARN, "default", 2)...)
@@ -270,7 +270,7 @@ func TestDecode(t *testing.T) {
 	})
 
 	t.Run("10,000 payloads within a raised limit cost one Decrypt", func(t *testing.T) {
-		fake := fakekms.New(oldKeyARN, newKeyARN)
+		fake := newFakeKMS(oldKeyARN, newKeyARN)
 		srv := startServer(t, fake, staticAuth(t), serverConfig{MaxPayloads: 10_000, MaxBodyBytes: 16 << 20})
 		in := encrypted(t, newKeyARN, "default", 10_000)
 		r := request(t, http.MethodPost, srv.url+"/default/decode", body(t, in), "Authorization", "Bearer "+staticTestToken)
@@ -304,7 +304,7 @@ func TestDecode(t *testing.T) {
 	})
 
 	t.Run("unbound payloads decode when allowed", func(t *testing.T) {
-		srv := startServer(t, fakekms.New(newKeyARN), staticAuth(t), serverConfig{AllowUnboundPayloads: true})
+		srv := startServer(t, newFakeKMS(newKeyARN), staticAuth(t), serverConfig{AllowUnboundPayloads: true})
 		r := request(t, http.MethodPost, srv.url+"/default/decode", body(t, encrypted(t, newKeyARN, "", 1)), "Authorization", "Bearer "+staticTestToken)
 		if r.status != 200 {
 			t.Fatalf("status %d: %s", r.status, r.body)
@@ -312,7 +312,7 @@ func TestDecode(t *testing.T) {
 	})
 
 	t.Run("a payload under a disabled key gets 502 with KMS's reason", func(t *testing.T) {
-		fake := fakekms.New(newKeyARN)
+		fake := newFakeKMS(newKeyARN)
 		fake.Disable(newKeyARN)
 		srv := startServer(t, fake, staticAuth(t), serverConfig{})
 		r := request(t, http.MethodPost, srv.url+"/default/decode", body(t, encrypted(t, newKeyARN, "default", 1)), "Authorization", "Bearer "+staticTestToken)
@@ -322,7 +322,7 @@ func TestDecode(t *testing.T) {
 	})
 
 	t.Run("a tampered payload is refused", func(t *testing.T) {
-		srv := startServer(t, fakekms.New(newKeyARN), staticAuth(t), serverConfig{})
+		srv := startServer(t, newFakeKMS(newKeyARN), staticAuth(t), serverConfig{})
 		in := encrypted(t, newKeyARN, "default", 1)
 		in[0].Data[len(in[0].Data)-1] ^= 1
 		r := request(t, http.MethodPost, srv.url+"/default/decode", body(t, in), "Authorization", "Bearer "+staticTestToken)
@@ -335,7 +335,7 @@ func TestDecode(t *testing.T) {
 // TestEncode: /encode binds payloads to the request's namespace, so they
 // decode there and nowhere else.
 func TestEncode(t *testing.T) {
-	fake := fakekms.New(oldKeyARN, newKeyARN)
+	fake := newFakeKMS(oldKeyARN, newKeyARN)
 	srv := startServer(t, fake, staticAuth(t), serverConfig{EnableEncode: true})
 	auth := []string{"Authorization", "Bearer " + staticTestToken}
 	enc := request(t, http.MethodPost, srv.url+"/encode", body(t, plain(3)), append(auth, "X-Namespace", "payments")...)
@@ -370,8 +370,8 @@ func TestKMSFailures(t *testing.T) {
 		err  error
 		want string
 	}{
-		{name: "access denied", err: fakekms.Error("AccessDeniedException", "User arn:aws:iam::111122223333:role/codec is not authorized"), want: "KMS Decrypt failed: AccessDeniedException"},
-		{name: "throttling", err: fakekms.Error("ThrottlingException", "Rate exceeded"), want: "KMS Decrypt failed: ThrottlingException"},
+		{name: "access denied", err: kmstest.Error("AccessDeniedException", "User arn:aws:iam::111122223333:role/codec is not authorized"), want: "KMS Decrypt failed: AccessDeniedException"},
+		{name: "throttling", err: kmstest.Error("ThrottlingException", "Rate exceeded"), want: "KMS Decrypt failed: ThrottlingException"},
 		{name: "a network error", err: fmt.Errorf("dial tcp: connection refused"), want: "KMS Decrypt failed: unknown error"},
 	}
 	for _, tt := range tests {
@@ -400,7 +400,7 @@ func TestInFlightLimit(t *testing.T) {
 	ctrl := gomock.NewController(t)
 	kms := mocks.NewMockAPI(ctrl)
 	entered, release := make(chan struct{}), make(chan struct{})
-	real := fakekms.New(newKeyARN)
+	real := newFakeKMS(newKeyARN)
 	kms.EXPECT().Decrypt(gomock.Any(), gomock.Any()).DoAndReturn(
 		func(ctx context.Context, in *awskms.DecryptInput, opts ...func(*awskms.Options)) (*awskms.DecryptOutput, error) {
 			close(entered)
@@ -433,8 +433,8 @@ func TestInFlightLimit(t *testing.T) {
 // headers the Web UI sends are allowed.
 func TestCORS(t *testing.T) {
 	const ui = "https://temporal.example.com"
-	srv := startServer(t, fakekms.New(newKeyARN), staticAuth(t), serverConfig{CORSOrigins: []string{ui}})
-	creds := startServer(t, fakekms.New(newKeyARN), staticAuth(t), serverConfig{CORSOrigins: []string{ui}, CORSAllowCredentials: true})
+	srv := startServer(t, newFakeKMS(newKeyARN), staticAuth(t), serverConfig{CORSOrigins: []string{ui}})
+	creds := startServer(t, newFakeKMS(newKeyARN), staticAuth(t), serverConfig{CORSOrigins: []string{ui}, CORSAllowCredentials: true})
 
 	preflight := func(url, origin string) *response {
 		req, err := http.NewRequest(http.MethodOptions, url+"/default/decode?preserveStorageRefs=true", nil)
@@ -503,7 +503,7 @@ func TestHealthz(t *testing.T) {
 // TestAccessLog: one structured line per request with namespace, count,
 // status and latency, and never a token or payload contents.
 func TestAccessLog(t *testing.T) {
-	srv := startServer(t, fakekms.New(newKeyARN), staticAuth(t), serverConfig{})
+	srv := startServer(t, newFakeKMS(newKeyARN), staticAuth(t), serverConfig{})
 	in := encrypted(t, newKeyARN, "default", 3)
 	r := request(t, http.MethodPost, srv.url+"/default/decode", body(t, in), "Authorization", "Bearer "+staticTestToken)
 	if r.status != 200 {
@@ -525,7 +525,7 @@ func TestAccessLog(t *testing.T) {
 // TestMetrics: the codec's counters and the request counters reach
 // Prometheus.
 func TestMetrics(t *testing.T) {
-	srv := startServer(t, fakekms.New(newKeyARN), staticAuth(t), serverConfig{})
+	srv := startServer(t, newFakeKMS(newKeyARN), staticAuth(t), serverConfig{})
 	request(t, http.MethodPost, srv.url+"/default/decode", body(t, encrypted(t, newKeyARN, "default", 4)), "Authorization", "Bearer "+staticTestToken)
 	request(t, http.MethodPost, srv.url+"/default/decode", "{", "Authorization", "Bearer "+staticTestToken)
 
