@@ -6,10 +6,10 @@ CACHE := $(CURDIR)/.cache
 TEMPORAL_CLI_VERSION := v1.5.1
 TEMPORAL := $(CACHE)/temporal-$(TEMPORAL_CLI_VERSION)/temporal
 
-.PHONY: test check unit vet fmt generate-check bench-smoke bench
+.PHONY: test check unit vet fmt generate-check bench-smoke bench integration demo fuzz build temporal-cli
 
 ## test: every check and test suite, as CI runs it.
-test: check unit bench-smoke
+test: check unit bench-smoke integration
 
 ## check: formatting, vet, and that generated code is up to date.
 check: fmt vet generate-check
@@ -19,6 +19,7 @@ fmt:
 
 vet:
 	$(GO) vet ./...
+	cd integration_test && $(GO) vet ./...
 
 generate-check:
 	$(GO) generate ./...
@@ -31,6 +32,33 @@ unit:
 ## bench-smoke: run every benchmark once so they keep compiling and running.
 bench-smoke:
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
+
+## integration: real workflows on the Temporal dev server with keys in the
+## local-kms emulator (its own module, so its dependencies stay out of ours).
+## The first run builds the Temporal CLI (several minutes); later runs reuse it.
+integration: $(TEMPORAL)
+	cd integration_test && TEMPORAL_CLI=$(TEMPORAL) $(GO) test -race -count=1 -timeout 20m ./...
+
+## demo: one workflow through the codec, showing what the server stores.
+demo: $(TEMPORAL)
+	cd integration_test && TEMPORAL_CLI=$(TEMPORAL) $(GO) run ./cmd/demo
+
+## fuzz: each fuzz target for FUZZTIME (make test replays the corpora only).
+FUZZTIME ?= 30s
+FUZZ_TARGETS := envelope:FuzzOpen envelope:FuzzUnmarshalPayload codec:FuzzDecode codec:FuzzEncodeDecodeRoundTrip
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t#*:}; \
+		echo "fuzz ./$$pkg $$name for $(FUZZTIME)"; \
+		$(GO) test ./$$pkg -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s; \
+	done
+
+## build: the kmscodec command into bin/.
+build:
+	$(GO) build -o bin/kmscodec ./cmd/kmscodec
+
+## temporal-cli: the Temporal CLI (dev server, client and Web UI) into .cache/.
+temporal-cli: $(TEMPORAL)
 
 ## bench: the benchmarks, in a form benchstat reads.
 bench:
