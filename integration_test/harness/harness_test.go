@@ -93,3 +93,18 @@ func TestTemporalDevServer(t *testing.T) {
 		t.Errorf("UI codec endpoint = %q, want %q", settings.Codec.Endpoint, codecEndpoint)
 	}
 }
+
+func TestCodecServerStartsOnLoopback(t *testing.T) {
+	srv := harness.StartCodecServer(t, nil, "--insecure-no-auth", "--region", "us-east-1", "--kms-endpoint", "http://127.0.0.1:1", "--key-id", "arn:aws:kms:us-east-1:111122223333:key/00000000-0000-0000-0000-000000000000")
+	if !strings.HasPrefix(srv.URL, "http://127.0.0.1:") {
+		t.Fatalf("URL = %q, want loopback", srv.URL)
+	}
+	resp, err := http.Get(srv.URL + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /healthz: %s", resp.Status)
+	}
+}
