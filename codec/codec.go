@@ -98,6 +98,17 @@ type Options struct {
 	// read.
 	RejectUnencrypted bool
 
+	// RequireSameNamespace makes Decode fail with ErrNamespaceMismatch,
+	// before any KMS call, on a payload whose encryption context names a
+	// namespace other than the one the codec is decoding for (the SDK's
+	// serialization context, WithNamespace, or Options.Namespace). It stops
+	// a payload copied into this namespace's history from another
+	// namespace's from being decrypted by this namespace's workers.
+	// Payloads that name no namespace still decode. Off by default because
+	// some payloads legitimately cross namespaces, such as the input and
+	// result of a Nexus operation handled in another namespace.
+	RequireSameNamespace bool
+
 	// DisableEncryption makes Encode pass payloads through unchanged while
 	// Decode still decrypts: for rolling encryption back without
 	// stranding encrypted histories.
@@ -287,6 +298,9 @@ func (c *Codec) Decode(payloads []*commonpb.Payload) ([]*commonpb.Payload, error
 		if err == nil {
 			err = c.checkAllowed(env.KeyARN)
 		}
+		if err == nil && c.opts.RequireSameNamespace {
+			err = c.checkNamespace(env)
+		}
 		var dataKey []byte
 		if err == nil {
 			dataKey, err = c.decrypt.Get(cache.WrappedKey{
@@ -327,6 +341,21 @@ func (s *shared) checkAllowed(keyARN string) error {
 		}
 	}
 	return fmt.Errorf("%w: %s", ErrKeyNotAllowed, keyARN)
+}
+
+// checkNamespace returns ErrNamespaceMismatch if env's encryption context
+// names a namespace and c is bound to another.
+func (c *Codec) checkNamespace(env *envelope.Envelope) error {
+	ctx, err := env.EncryptionContext()
+	if err != nil {
+		return err
+	}
+	got, named := ctx[NamespaceContextKey]
+	want, bound := c.scope.EncryptionContext[NamespaceContextKey]
+	if named && bound && got != want {
+		return fmt.Errorf("%w: payload names %q, decoding for %q", ErrNamespaceMismatch, got, want)
+	}
+	return nil
 }
 
 // prepare turns a data key that KMS just generated into the envelope.Key
@@ -386,7 +415,7 @@ func (s *shared) fail(op string, i, n int, err error) error {
 	s.metrics.countError(err)
 	err = fmt.Errorf("kmscodec: %s payload %d of %d: %w", op, i+1, n, err)
 	var kmsErr *KMSError
-	if errors.As(err, &kmsErr) || errors.Is(err, ErrKeyNotAllowed) {
+	if errors.As(err, &kmsErr) || errors.Is(err, ErrKeyNotAllowed) || errors.Is(err, ErrNamespaceMismatch) {
 		return converter.NewWorkflowTaskFailureError(err)
 	}
 	return err

@@ -185,6 +185,40 @@ func TestNamespaceIsBoundIntoTheEncryptionContext(t *testing.T) {
 	}
 }
 
+func TestRequireSameNamespaceRefusesAnotherNamespacesPayloadsWithoutKMS(t *testing.T) {
+	fake := kmstest.New()
+	arn := fake.CreateKey()
+	writer := newCodec(t, codec.Options{KMS: fake, KeyID: arn})
+	fromNS1 := encode(t, writer.WithNamespace("ns1"), payload("ns1 secret"))
+	unbound := encode(t, writer, payload("no namespace"))
+
+	reader := newCodec(t, codec.Options{KMS: fake, KeyID: arn, RequireSameNamespace: true})
+	before := fake.TotalCalls()
+	_, err := reader.WithNamespace("ns2").Decode(fromNS1)
+	if !errors.Is(err, codec.ErrNamespaceMismatch) {
+		t.Fatalf("ns2 decoding an ns1 payload: %v, want ErrNamespaceMismatch", err)
+	}
+	var retry *converter.WorkflowTaskFailureError
+	if !errors.As(err, &retry) {
+		t.Errorf("mismatch does not fail the task for retry: %T", err)
+	}
+	if fake.TotalCalls() != before {
+		t.Errorf("%d KMS calls for a refused payload", fake.TotalCalls()-before)
+	}
+	for name, c := range map[string]converter.PayloadCodec{
+		"same namespace":   reader.WithNamespace("ns1"),
+		"unbound reader":   reader,
+		"serialization ns": reader.WithSerializationContext(converter.WorkflowSerializationContext{Namespace: "ns1"}),
+	} {
+		if _, err := c.Decode(fromNS1); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if _, err := reader.WithNamespace("ns2").Decode(unbound); err != nil {
+		t.Errorf("a payload naming no namespace: %v", err)
+	}
+}
+
 func TestNoNamespaceMeansNoContextField(t *testing.T) {
 	fake := kmstest.New()
 	c := newCodec(t, codec.Options{KMS: fake, KeyID: fake.CreateKey()})

@@ -29,6 +29,11 @@ var (
 	// call is made for it.
 	ErrKeyNotAllowed = errors.New("kmscodec: payload's master key is not allowed for decryption")
 
+	// ErrNamespaceMismatch: Options.RequireSameNamespace is set and a
+	// payload's encryption context names another namespace than the one
+	// the codec decodes for. No KMS call is made for it.
+	ErrNamespaceMismatch = errors.New("kmscodec: payload belongs to another namespace")
+
 	// ErrUnencryptedPayload: Options.RejectUnencrypted is set and a payload
 	// is not encrypted.
 	ErrUnencryptedPayload = errors.New("kmscodec: payload is not encrypted")
