@@ -268,9 +268,7 @@ func (a *app) runServe(cmd *cobra.Command, f *serveFlags) error {
 	log := cfg.logger
 
 	var auth authenticator = noAuth{}
-	if f.insecureNoAuth {
-		log.Warn("AUTHENTICATION IS OFF (--insecure-no-auth): anyone who can reach " + f.listen + " can decrypt payloads with this server's KMS access. Use it for local development only.")
-	} else {
+	if !f.insecureNoAuth {
 		ta := &tokenAuth{static: cfg.token}
 		if f.oidcIssuer != "" {
 			if ta.oidc, err = newOIDCVerifier(ctx, oidcConfig{issuer: f.oidcIssuer, audience: f.oidcAudience, claim: f.oidcClaim}); err != nil {
@@ -356,6 +354,11 @@ func (a *app) runServe(cmd *cobra.Command, f *serveFlags) error {
 	if metricsSrv != nil {
 		ready.MetricsURL = "http://" + metricsLn.Addr().String() + "/metrics"
 		go func() { errc <- metricsSrv.Serve(metricsLn) }()
+	}
+	if f.insecureNoAuth {
+		// Named after listening, so that the address is the real one
+		// even with port 0.
+		log.Warn("AUTHENTICATION IS OFF (--insecure-no-auth): anyone who can reach " + ready.URL + " can decrypt payloads with this server's KMS access. Use it for local development only.")
 	}
 	log.Info("listening", slog.String("url", ready.URL), slog.String("metrics_url", ready.MetricsURL),
 		slog.Bool("encode", f.enableEncode), slog.String("auth", authMode(f, cfg.token != nil)))
