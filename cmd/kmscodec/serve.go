@@ -77,11 +77,21 @@ payload bound to another namespace than the request's is refused.
 Serve over TLS (--tls-cert, --tls-key) anywhere but loopback: tokens and
 decrypted payloads cross the network. Behind a TLS-terminating proxy, set
 --allow-plaintext.`,
-		Example: `  # Decode for the Web UI at https://temporal.example.com, static token:
+		Example: `  # Decode for the Temporal CLI and scripts, with a static token:
   export KMSCODEC_AUTH_TOKEN=$(openssl rand -hex 32)
   kmscodec serve --listen 0.0.0.0:8443 \
     --tls-cert server.crt --tls-key server.key \
+    --key-id arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab
+  temporal workflow show -w my-workflow --codec-endpoint https://codec.example.com:8443 \
+    --codec-auth "Bearer $KMSCODEC_AUTH_TOKEN"
+
+  # Decode for the Web UI at https://temporal.example.com, which passes
+  # its users' access tokens (TEMPORAL_CODEC_PASS_ACCESS_TOKEN=true); the
+  # UI cannot send a static token:
+  kmscodec serve --listen 0.0.0.0:8443 \
+    --tls-cert server.crt --tls-key server.key \
     --key-id arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab \
+    --oidc-issuer https://login.example.com/ --oidc-audience temporal-codec \
     --cors-origin https://temporal.example.com
 
   # Local development with the CLI:
