@@ -5,8 +5,10 @@ GO ?= go
 CACHE := $(CURDIR)/.cache
 TEMPORAL_CLI_VERSION := v1.5.1
 TEMPORAL := $(CACHE)/temporal-$(TEMPORAL_CLI_VERSION)/temporal
+# The headless browser of the Web UI test: a command name or a path.
+CHROMIUM ?= chromium
 
-.PHONY: test check unit vet fmt generate-check bench-smoke bench integration demo fuzz build temporal-cli
+.PHONY: test check unit vet fmt generate-check bench-smoke bench integration demo fuzz build temporal-cli chromium
 
 ## test: every check and test suite, as CI runs it.
 test: check unit bench-smoke integration
@@ -34,10 +36,22 @@ bench-smoke:
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
 
 ## integration: real workflows on the Temporal dev server with keys in the
-## local-kms emulator (its own module, so its dependencies stay out of ours).
-## The first run builds the Temporal CLI (several minutes); later runs reuse it.
-integration: $(TEMPORAL)
-	cd integration_test && TEMPORAL_CLI=$(TEMPORAL) $(GO) test -race -count=1 -timeout 20m ./...
+## local-kms emulator (its own module, so its dependencies stay out of ours),
+## and the codec server driven by the Temporal CLI and, in headless Chromium,
+## the Web UI. The first run builds the Temporal CLI (several minutes); later
+## runs reuse it.
+integration: $(TEMPORAL) chromium
+	cd integration_test && TEMPORAL_CLI=$(TEMPORAL) CHROMIUM=$(CHROMIUM) $(GO) test -race -count=1 -timeout 20m ./...
+
+## chromium: Debian's chromium for the Web UI test, installed with apt-get
+## (through sudo when not root) unless it is there already. CHROMIUM=PATH
+## uses another browser instead.
+chromium:
+	@if command -v '$(CHROMIUM)' >/dev/null 2>&1; then exit 0; fi; \
+	if [ '$(CHROMIUM)' != chromium ]; then echo 'CHROMIUM=$(CHROMIUM) does not run' >&2; exit 1; fi; \
+	sudo=; if [ "$$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then sudo=sudo; fi; \
+	echo "installing chromium with apt-get"; \
+	$$sudo apt-get update && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
 
 ## demo: one workflow through the codec, showing what the server stores.
 demo: $(TEMPORAL)

@@ -77,11 +77,21 @@ payload bound to another namespace than the request's is refused.
 Serve over TLS (--tls-cert, --tls-key) anywhere but loopback: tokens and
 decrypted payloads cross the network. Behind a TLS-terminating proxy, set
 --allow-plaintext.`,
-		Example: `  # Decode for the Web UI at https://temporal.example.com, static token:
+		Example: `  # Decode for the Temporal CLI and scripts, with a static token:
   export KMSCODEC_AUTH_TOKEN=$(openssl rand -hex 32)
   kmscodec serve --listen 0.0.0.0:8443 \
     --tls-cert server.crt --tls-key server.key \
+    --key-id arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab
+  temporal workflow show -w my-workflow --codec-endpoint https://codec.example.com:8443 \
+    --codec-auth "Bearer $KMSCODEC_AUTH_TOKEN"
+
+  # Decode for the Web UI at https://temporal.example.com, which passes
+  # its users' access tokens (TEMPORAL_CODEC_PASS_ACCESS_TOKEN=true); the
+  # UI cannot send a static token:
+  kmscodec serve --listen 0.0.0.0:8443 \
+    --tls-cert server.crt --tls-key server.key \
     --key-id arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab \
+    --oidc-issuer https://login.example.com/ --oidc-audience temporal-codec \
     --cors-origin https://temporal.example.com
 
   # Local development with the CLI:
@@ -268,9 +278,7 @@ func (a *app) runServe(cmd *cobra.Command, f *serveFlags) error {
 	log := cfg.logger
 
 	var auth authenticator = noAuth{}
-	if f.insecureNoAuth {
-		log.Warn("AUTHENTICATION IS OFF (--insecure-no-auth): anyone who can reach " + f.listen + " can decrypt payloads with this server's KMS access. Use it for local development only.")
-	} else {
+	if !f.insecureNoAuth {
 		ta := &tokenAuth{static: cfg.token}
 		if f.oidcIssuer != "" {
 			if ta.oidc, err = newOIDCVerifier(ctx, oidcConfig{issuer: f.oidcIssuer, audience: f.oidcAudience, claim: f.oidcClaim}); err != nil {
@@ -356,6 +364,11 @@ func (a *app) runServe(cmd *cobra.Command, f *serveFlags) error {
 	if metricsSrv != nil {
 		ready.MetricsURL = "http://" + metricsLn.Addr().String() + "/metrics"
 		go func() { errc <- metricsSrv.Serve(metricsLn) }()
+	}
+	if f.insecureNoAuth {
+		// Named after listening, so that the address is the real one
+		// even with port 0.
+		log.Warn("AUTHENTICATION IS OFF (--insecure-no-auth): anyone who can reach " + ready.URL + " can decrypt payloads with this server's KMS access. Use it for local development only.")
 	}
 	log.Info("listening", slog.String("url", ready.URL), slog.String("metrics_url", ready.MetricsURL),
 		slog.Bool("encode", f.enableEncode), slog.String("auth", authMode(f, cfg.token != nil)))

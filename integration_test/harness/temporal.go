@@ -34,6 +34,11 @@ type TemporalOptions struct {
 	// UI serves the Web UI on a free port (UIAddress); otherwise the
 	// server runs with --headless.
 	UI bool
+	// UIPort, if not 0, is the Web UI's port instead of a free one. A test
+	// that must know the UI's origin before the server starts (to allow it
+	// on a codec server that the UI is configured with) picks it with
+	// FreePort.
+	UIPort int
 	// ExtraArgs are appended to `temporal server start-dev`, for example
 	// []string{"--ui-codec-endpoint", codecServerURL}.
 	ExtraArgs []string
@@ -118,7 +123,17 @@ func launchOnce(ctx context.Context, bin string, opts TemporalOptions) (*Tempora
 	if err != nil {
 		return nil, err
 	}
+	// The caller's UI port was free when it was chosen, so the kernel may
+	// hand it out again here; never give it to another listener.
+	for opts.UIPort != 0 && slices.Contains(ports[:3], opts.UIPort) {
+		if ports, err = FreePorts(4); err != nil {
+			return nil, err
+		}
+	}
 	frontend, httpPort, metrics, ui := ports[0], ports[1], ports[2], ports[3]
+	if opts.UIPort != 0 {
+		ui = opts.UIPort
+	}
 	args := []string{
 		"server", "start-dev",
 		"--ip", "127.0.0.1",
