@@ -332,8 +332,12 @@ func checkHistories(t *testing.T, ids []string, verifier *codec.Codec) historyRe
 		mu  sync.Mutex
 		rep historyReport
 	)
+	ctx := testContext(t, 2*time.Minute)
 	err := parallel(len(ids), 8, func(i int) error {
-		h := rawHistory(t, raw, ids[i], "")
+		h, err := readHistory(ctx, raw, ids[i])
+		if err != nil {
+			return err
+		}
 		found := historyPayloads(h)
 		for _, f := range found {
 			if why := notEncrypted(f.Payload); why != "" {
@@ -383,6 +387,22 @@ func checkHistories(t *testing.T, ids []string, verifier *codec.Codec) historyRe
 	return rep
 }
 
+// readHistory reads a workflow's whole history as the server stores it.
+// Unlike rawHistory it returns its error, for use off the test's
+// goroutine.
+func readHistory(ctx context.Context, c client.Client, workflowID string) (*historypb.History, error) {
+	it := c.GetWorkflowHistory(ctx, workflowID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	h := &historypb.History{}
+	for it.HasNext() {
+		e, err := it.Next()
+		if err != nil {
+			return nil, fmt.Errorf("read history of %s: %w", workflowID, err)
+		}
+		h.Events = append(h.Events, e)
+	}
+	return h, nil
+}
+
 // checkNothingRemembered fails the test if a codec answered a lookup from
 // its negative cache: transient KMS failures must never be remembered.
 // The workflows retried the same wrapped keys throughout the faults, so a
@@ -415,7 +435,8 @@ func TestKMSFaultBursts(t *testing.T) {
 	taskQueue := uniqueName("fault-bursts")
 	workerCodec, logger := startFaultWorker(t, rig, taskQueue)
 	starter, starterCodec := newFaultStarter(t, rig, taskQueue)
-	ctx := testContext(t, 4*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
 
 	// Warm up: everything works without faults.
 	for range 2 {
@@ -442,6 +463,7 @@ func TestKMSFaultBursts(t *testing.T) {
 			}
 		}()
 	}
+	// stopStarters lets each starter finish the workflow it is on.
 	stopped := false
 	stopStarters := func() {
 		if !stopped {
@@ -450,7 +472,11 @@ func TestKMSFaultBursts(t *testing.T) {
 			wg.Wait()
 		}
 	}
-	defer stopStarters()
+	// If the test fails first, the starters give up at once.
+	defer func() {
+		cancel()
+		stopStarters()
+	}()
 
 	var lastFaultEnded time.Time
 	var emulatorAtLastFault int64
