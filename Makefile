@@ -59,7 +59,8 @@ demo: $(TEMPORAL)
 
 ## fuzz: each fuzz target for FUZZTIME (make test replays the corpora only).
 FUZZTIME ?= 30s
-FUZZ_TARGETS := envelope:FuzzOpen envelope:FuzzUnmarshalPayload codec:FuzzDecode codec:FuzzEncodeDecodeRoundTrip
+FUZZ_TARGETS := envelope:FuzzOpen envelope:FuzzUnmarshalPayload codec:FuzzDecode codec:FuzzEncodeDecodeRoundTrip \
+	cmd/kmscodec:FuzzServeDecode cmd/kmscodec:FuzzDecodeHistory
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t#*:}; \

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -79,21 +80,9 @@ func (a *app) runDecode(cmd *cobra.Command, f *decodeFlags, args []string) error
 		return &usageError{cmd: cmd.CommandPath(), err: err}
 	}
 
-	sites := findPayloads(doc)
-	failed := 0
-	for _, site := range sites {
-		if err := cmd.Context().Err(); err != nil {
-			return err
-		}
-		err := decodeSite(c, site)
-		if err == nil {
-			continue
-		}
-		if !f.keepGoing {
-			return fmt.Errorf("%s: %w", site.path, err)
-		}
-		failed++
-		fmt.Fprintf(a.stderr, "kmscodec: %s: %v (left as it was)\n", site.path, err)
+	failed, total, err := decodeDocument(cmd.Context(), c, doc, f.keepGoing, a.stderr)
+	if err != nil {
+		return err
 	}
 
 	b, err := marshalDocument(doc)
@@ -110,9 +99,33 @@ func (a *app) runDecode(cmd *cobra.Command, f *decodeFlags, args []string) error
 		return fmt.Errorf("writing output: %w", err)
 	}
 	if failed > 0 {
-		return fmt.Errorf("%d of %d payloads could not be decrypted", failed, len(sites))
+		return fmt.Errorf("%d of %d payloads could not be decrypted", failed, total)
 	}
 	return nil
+}
+
+// decodeDocument decrypts every payload in doc in place, in document
+// order. A payload that fails ends it with an error naming the payload's
+// place, unless keepGoing: then the failure is reported to warn, the
+// payload is left as it was, and the others are decoded. It returns how
+// many payloads failed, and how many there are.
+func decodeDocument(ctx context.Context, c *codec.Codec, doc any, keepGoing bool, warn io.Writer) (failed, total int, err error) {
+	sites := findPayloads(doc)
+	for _, site := range sites {
+		if err := ctx.Err(); err != nil {
+			return failed, len(sites), err
+		}
+		err := decodeSite(c, site)
+		if err == nil {
+			continue
+		}
+		if !keepGoing {
+			return failed, len(sites), fmt.Errorf("%s: %w", site.path, err)
+		}
+		failed++
+		fmt.Fprintf(warn, "kmscodec: %s: %v (left as it was)\n", site.path, err)
+	}
+	return failed, len(sites), nil
 }
 
 // decodeSite decrypts one payload in place. Payloads go one at a time so

@@ -99,7 +99,7 @@ func newFakeKMS(keyARNs ...string) *kmstest.KMS {
 
 // encrypted returns n payloads encrypted under keyARN, as a worker in
 // namespace would write them (namespace "" leaves them unbound).
-func encrypted(t *testing.T, keyARN, namespace string, n int) []*commonpb.Payload {
+func encrypted(t testing.TB, keyARN, namespace string, n int) []*commonpb.Payload {
 	t.Helper()
 	c, err := codec.New(codec.Options{KMS: newFakeKMS(keyARN), KeyID: keyARN, Namespace: namespace})
 	if err != nil {
@@ -125,7 +125,7 @@ func plain(n int) []*commonpb.Payload {
 }
 
 // body is the codec protocol's request body for ps.
-func body(t *testing.T, ps []*commonpb.Payload) string {
+func body(t testing.TB, ps []*commonpb.Payload) string {
 	t.Helper()
 	b, err := protojson.Marshal(&commonpb.Payloads{Payloads: ps})
 	if err != nil {

@@ -46,23 +46,38 @@ func errorf(status int, code, format string, args ...any) *apiError {
 	return &apiError{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
+// refusesCiphertext are the AWS error codes with which KMS refuses the
+// wrapped key a Decrypt was given, rather than failing to decrypt it.
+var refusesCiphertext = map[string]bool{
+	"InvalidCiphertextException": true,
+	"IncorrectKeyException":      true,
+}
+
 // codecError turns an error of codec.Encode or Decode into what the
-// client is told. KMS failures are the server's upstream failing (502);
-// everything else is about the payloads the client sent.
+// client is told. KMS failures are the server's upstream failing (502),
+// except KMS refusing a payload's wrapped key; everything else is about
+// the payloads the client sent.
 func codecError(err error) *apiError {
 	var kmsErr *codec.KMSError
 	var e *apiError
 	switch {
 	case errors.As(err, &kmsErr):
 		// The AWS error code (AccessDeniedException, ThrottlingException,
-		// InvalidCiphertextException...) tells an operator what to fix;
-		// the AWS message may name principals, so it stays in the log.
+		// DisabledException...) tells an operator what to fix; the AWS
+		// message may name principals, so it stays in the log.
 		code := "unknown error"
 		var apiErr smithy.APIError
 		if errors.As(kmsErr.Err, &apiErr) {
 			code = apiErr.ErrorCode()
 		} else if errors.Is(kmsErr.Err, context.DeadlineExceeded) {
 			code = "timeout"
+		}
+		if kmsErr.Op == "Decrypt" && refusesCiphertext[code] {
+			// KMS answered, and its answer is that the payload's wrapped
+			// key is not one it made under that key and context: the
+			// payload is at fault, not KMS.
+			e = errorf(http.StatusBadRequest, codeMalformedPayload, "KMS refused a payload's wrapped data key (%s): the payload was altered, or does not belong to the key and context it names", code)
+			break
 		}
 		e = errorf(http.StatusBadGateway, codeKMS, "KMS %s failed: %s", kmsErr.Op, code)
 	case errors.Is(err, codec.ErrKeyNotAllowed):

@@ -114,6 +114,14 @@ func parseValue(dec *json.Decoder, depth int) (any, error) {
 	}
 }
 
+// maxIndentDepth is the deepest level marshalDocument indents: arrays
+// and objects nested deeper are written on one line. Indenting every
+// level would make the output grow with the square of the nesting depth,
+// so that a hostile document of a few kilobytes, nested hundreds of
+// levels deep, would take megabytes to write back. Temporal histories
+// nest about ten levels deep.
+const maxIndentDepth = 16
+
 // marshalDocument returns v as indented JSON followed by a newline.
 func marshalDocument(v any) ([]byte, error) {
 	var buf bytes.Buffer
@@ -125,11 +133,21 @@ func marshalDocument(v any) ([]byte, error) {
 }
 
 func writeValue(buf *bytes.Buffer, v any, depth int, indent string) error {
+	if depth >= maxIndentDepth {
+		indent = ""
+	}
 	newline := func(d int) {
+		if indent == "" {
+			return
+		}
 		buf.WriteByte('\n')
 		for range d {
 			buf.WriteString(indent)
 		}
+	}
+	colon := ": "
+	if indent == "" {
+		colon = ":"
 	}
 	switch t := v.(type) {
 	case *object:
@@ -144,7 +162,7 @@ func writeValue(buf *bytes.Buffer, v any, depth int, indent string) error {
 			}
 			newline(depth + 1)
 			writeString(buf, m.key)
-			buf.WriteString(": ")
+			buf.WriteString(colon)
 			if err := writeValue(buf, m.value, depth+1, indent); err != nil {
 				return err
 			}

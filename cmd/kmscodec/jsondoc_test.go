@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"strings"
 	"testing"
@@ -34,6 +35,48 @@ func TestDocumentRoundTrip(t *testing.T) {
 	want := strings.Replace(doc, `\u00e9`, "é", 1) // escapes are not kept, what they mean is
 	if string(got) != want {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}
+
+// TestDeeplyNestedDocumentsAreWrittenInLinearSpace: below
+// maxIndentDepth levels a document is written on one line, so what is
+// written back grows with the input, not with the square of its depth.
+func TestDeeplyNestedDocumentsAreWrittenInLinearSpace(t *testing.T) {
+	deep := strings.Repeat(`{"a":[`, maxDepth/2) + strings.Repeat("]}", maxDepth/2)
+	v, err := parseDocument(strings.NewReader(deep))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := marshalDocument(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Indentation of 2 spaces per level up to maxIndentDepth, for each
+	// of the opening and closing lines above it.
+	if bound := len(deep) + 2*maxIndentDepth*(2*maxIndentDepth+2); len(got) > bound {
+		t.Errorf("a %d-byte document nested %d deep was written in %d bytes, over %d", len(deep), maxDepth, len(got), bound)
+	}
+	back, err := parseDocument(bytes.NewReader(got))
+	if err != nil {
+		t.Fatalf("the output does not read back: %v", err)
+	}
+	again, err := marshalDocument(back)
+	if err != nil || !bytes.Equal(again, got) {
+		t.Errorf("writing the output back changed it: %v", err)
+	}
+
+	// Just below the limit, the innermost levels share a line.
+	shallow := strings.Repeat("[", maxIndentDepth) + `{"k": [1, 2]}` + strings.Repeat("]", maxIndentDepth)
+	v, err = parseDocument(strings.NewReader(shallow))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err = marshalDocument(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := strings.Repeat(" ", 2*maxIndentDepth) + `{"k":[1,2]}` + "\n"; !strings.Contains(string(got), want) {
+		t.Errorf("output\n%s\ndoes not hold the line %q", got, want)
 	}
 }
 

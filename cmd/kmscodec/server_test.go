@@ -321,6 +321,26 @@ func TestDecode(t *testing.T) {
 		}
 	})
 
+	t.Run("a payload whose wrapped key KMS refuses gets 400, and KMS is asked once", func(t *testing.T) {
+		fake := newFakeKMS(newKeyARN)
+		srv := startServer(t, fake, staticAuth(t), serverConfig{})
+		in := encrypted(t, newKeyARN, "default", 1)
+		dk := in[0].Metadata["encryption-data-key"]
+		dk[len(dk)-1] ^= 1
+		for range 2 {
+			r := request(t, http.MethodPost, srv.url+"/default/decode", body(t, in), "Authorization", "Bearer "+staticTestToken)
+			if r.status != 400 || r.errBody.Code != codeMalformedPayload || !strings.Contains(r.errBody.Message, "InvalidCiphertextException") {
+				t.Fatalf("status %d %q %q, want 400 %q naming InvalidCiphertextException", r.status, r.errBody.Code, r.errBody.Message, codeMalformedPayload)
+			}
+		}
+		if n := fake.Calls("Decrypt"); n != 1 {
+			t.Errorf("%d Decrypt calls for the same refused wrapped key twice, want 1", n)
+		}
+		if strings.Contains(srv.logs.String(), `"level":"ERROR"`) {
+			t.Errorf("a refused payload was logged as a server error:\n%s", srv.logs)
+		}
+	})
+
 	t.Run("a tampered payload is refused", func(t *testing.T) {
 		srv := startServer(t, newFakeKMS(newKeyARN), staticAuth(t), serverConfig{})
 		in := encrypted(t, newKeyARN, "default", 1)

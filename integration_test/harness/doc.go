@@ -5,6 +5,9 @@
 //   - an AWS KMS emulator (local-kms) served in-process over HTTP on
 //     127.0.0.1 and reached through the real aws-sdk-go-v2 KMS client, with a
 //     per-operation call counter taken at the server side (see [StartKMS]);
+//   - a fault-injecting reverse proxy to put in front of the emulator,
+//     which throttles, fails, delays or drops KMS requests on command
+//     (see [StartFaultProxy]);
 //   - a Temporal development server run from the Temporal CLI binary as a
 //     child process (see [StartTemporal]).
 //

@@ -3,16 +3,21 @@ package harness_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"github.com/aws/smithy-go"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
+	"github.com/temporal-kms/kmscodec/codec"
 	"github.com/temporal-kms/kmscodec/integration_test/harness"
 )
 
@@ -107,4 +112,135 @@ func TestCodecServerStartsOnLoopback(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET /healthz: %s", resp.Status)
 	}
+}
+
+// TestFaultProxy checks each fault the proxy injects as the real SDK
+// client sees it, and that rules are bounded by operation, count and
+// time.
+func TestFaultProxy(t *testing.T) {
+	k := harness.StartKMS(t)
+	arn := k.MustCreateKey(t, "fault proxy self-test")
+	p := harness.StartFaultProxy(t, k.URL)
+	p.SlowDelay = time.Minute
+	// One attempt per call: every injected fault reaches the caller.
+	client := harness.NewKMSClient(p.URL, harness.FewRetries(1, 0))
+	generate := func(timeout time.Duration) error {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		_, err := client.GenerateDataKey(ctx, &kms.GenerateDataKeyInput{KeyId: aws.String(arn), KeySpec: types.DataKeySpecAes256})
+		return err
+	}
+	waitDone := func(done <-chan struct{}, what string) {
+		t.Helper()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: the rule did not end", what)
+		}
+	}
+	if err := generate(10 * time.Second); err != nil {
+		t.Fatalf("through the proxy without a fault: %v", err)
+	}
+
+	for _, tt := range []struct {
+		fault  harness.Fault
+		code   string // AWS error code, for faults that answer
+		status int
+	}{
+		{harness.Throttle, "ThrottlingException", 400},
+		{harness.InternalError, "KMSInternalException", 500},
+		{harness.Unavailable, "ServiceUnavailable", 503},
+		{harness.Slow, "", 0},
+		{harness.Drop, "", 0},
+	} {
+		t.Run(tt.fault.String(), func(t *testing.T) {
+			done := p.Inject(harness.FaultRule{Fault: tt.fault, Count: 1, For: time.Minute})
+			start := time.Now()
+			err := generate(300 * time.Millisecond)
+			elapsed := time.Since(start)
+			if err == nil {
+				t.Fatal("the call succeeded")
+			}
+			var apiErr smithy.APIError
+			var respErr *awshttp.ResponseError
+			switch {
+			case tt.code != "":
+				if !errors.As(err, &apiErr) || apiErr.ErrorCode() != tt.code {
+					t.Fatalf("error %v, want AWS error code %s", err, tt.code)
+				}
+				if !errors.As(err, &respErr) || respErr.HTTPStatusCode() != tt.status {
+					t.Fatalf("error %v, want HTTP status %d", err, tt.status)
+				}
+			case tt.fault == harness.Slow:
+				if !errors.Is(err, context.DeadlineExceeded) {
+					t.Fatalf("error %v, want the caller's deadline", err)
+				}
+			default:
+				if errors.As(err, &apiErr) {
+					t.Fatalf("error %v, want a connection error without an answer", err)
+				}
+			}
+			if elapsed > 5*time.Second {
+				t.Fatalf("the failed call took %v", elapsed)
+			}
+			// The codec must see each of them as worth retrying.
+			if kmsErr := (&codec.KMSError{Op: "GenerateDataKey", Err: err}); !kmsErr.Transient() {
+				t.Fatalf("%v is not transient to the codec", err)
+			}
+			waitDone(done, "Count 1")
+			if err := generate(10 * time.Second); err != nil {
+				t.Fatalf("after the fault: %v", err)
+			}
+			if got := p.Injected(tt.fault); got != 1 {
+				t.Fatalf("Injected(%v) = %d, want 1", tt.fault, got)
+			}
+		})
+	}
+	// The held request ends when its client gives up, not after SlowDelay.
+	deadline := time.Now().Add(10 * time.Second)
+	for p.Abandoned() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("Abandoned() = %d, want 1", p.Abandoned())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	t.Run("only the operations named", func(t *testing.T) {
+		done := p.Inject(harness.FaultRule{Fault: harness.Throttle, Ops: []string{harness.OpDecrypt}, For: time.Minute})
+		if err := generate(10 * time.Second); err != nil {
+			t.Fatalf("GenerateDataKey with Decrypt throttled: %v", err)
+		}
+		_, err := client.Decrypt(context.Background(), &kms.DecryptInput{KeyId: aws.String(arn), CiphertextBlob: []byte("x")})
+		var apiErr smithy.APIError
+		if !errors.As(err, &apiErr) || apiErr.ErrorCode() != "ThrottlingException" {
+			t.Fatalf("Decrypt: %v, want ThrottlingException", err)
+		}
+		p.Clear()
+		waitDone(done, "Clear")
+	})
+
+	t.Run("bounded by count", func(t *testing.T) {
+		done := p.Inject(harness.FaultRule{Fault: harness.Unavailable, Count: 2, For: time.Minute})
+		for i := 0; i < 2; i++ {
+			if err := generate(10 * time.Second); err == nil {
+				t.Fatalf("call %d succeeded", i+1)
+			}
+		}
+		waitDone(done, "Count 2")
+		if err := generate(10 * time.Second); err != nil {
+			t.Fatalf("call 3: %v", err)
+		}
+	})
+
+	t.Run("bounded by time", func(t *testing.T) {
+		done := p.Inject(harness.FaultRule{Fault: harness.InternalError, For: 200 * time.Millisecond})
+		if err := generate(10 * time.Second); err == nil {
+			t.Fatal("the call during the window succeeded")
+		}
+		waitDone(done, "For 200ms")
+		if err := generate(10 * time.Second); err != nil {
+			t.Fatalf("after the window: %v", err)
+		}
+	})
+	t.Logf("proxy: %s; emulator: %s", p, k)
 }

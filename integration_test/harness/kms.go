@@ -12,8 +12,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
@@ -111,17 +114,32 @@ func (k *KMS) Close() {
 func (k *KMS) NewClient() *kms.Client { return NewKMSClient(k.URL) }
 
 // NewKMSClient returns an aws-sdk-go-v2 KMS client for the emulator at url
-// (a KMS.URL), for use in another process. Credentials are static dummies:
-// the emulator does not check signatures, but the SDK still signs every
-// request as it would for AWS.
-func NewKMSClient(url string) *kms.Client {
+// (a KMS.URL or a FaultProxy.URL), for use in another process, changed by
+// optFns. Credentials are static dummies: the emulator does not check
+// signatures, but the SDK still signs every request as it would for AWS.
+func NewKMSClient(url string, optFns ...func(*kms.Options)) *kms.Client {
 	cfg := aws.Config{
 		Region:      Region,
 		Credentials: credentials.NewStaticCredentialsProvider("AKIDLOCALKMS", "local-kms-secret", ""),
 	}
-	return kms.NewFromConfig(cfg, func(o *kms.Options) {
+	return kms.NewFromConfig(cfg, append([]func(*kms.Options){func(o *kms.Options) {
 		o.BaseEndpoint = aws.String(url)
-	})
+	}}, optFns...)...)
+}
+
+// FewRetries makes a KMS client try each call at most attempts times,
+// with backoffs of at most maxBackoff and no retry quota, so that the
+// faults a test injects reach the codec within a test's time instead of
+// being absorbed by the SDK's default three attempts with backoffs of up
+// to 20 seconds.
+func FewRetries(attempts int, maxBackoff time.Duration) func(*kms.Options) {
+	return func(o *kms.Options) {
+		o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) {
+			so.MaxAttempts = attempts
+			so.MaxBackoff = maxBackoff
+			so.RateLimiter = ratelimit.None
+		})
+	}
 }
 
 // serveHTTP counts the call by its X-Amz-Target operation and dispatches it
