@@ -98,7 +98,7 @@ func (e *Envelope) Open(dataKey []byte) (*commonpb.Payload, error) {
 	if err != nil {
 		return nil, err
 	}
-	if subtle.ConstantTimeCompare(commitment, e.commitment) != 1 {
+	if subtle.ConstantTimeCompare(commitment[:], e.commitment) != 1 {
 		return nil, fmt.Errorf("%w: key commitment does not match", ErrAuthentication)
 	}
 	plaintext, err := aead.Open(nil, zeroNonce[:], e.ciphertext, e.aad)

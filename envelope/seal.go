@@ -88,7 +88,7 @@ func (k *Key) Seal(p *commonpb.Payload, random io.Reader) (*commonpb.Payload, er
 	if err != nil {
 		return nil, err
 	}
-	copy(data[SaltSize:], commitment)
+	copy(data[SaltSize:], commitment[:])
 	header := SaltSize + CommitmentSize
 	data = aead.Seal(data[:header], zeroNonce[:], data[header:], k.aad)
 

@@ -240,7 +240,7 @@ func writeVectors(t *testing.T) {
 			Salt:              hex.EncodeToString(vectorSalt),
 			Input:             marshalPayload(t, g.input),
 			PayloadKey:        hex.EncodeToString(payloadKey),
-			Commitment:        hex.EncodeToString(commitment),
+			Commitment:        hex.EncodeToString(commitment[:]),
 			AAD:               hex.EncodeToString(k.Identity()),
 			Plaintext:         hex.EncodeToString(plaintext),
 			Sealed:            marshalPayload(t, sealed),
