@@ -10,7 +10,6 @@ import (
 	"unicode/utf8"
 
 	commonpb "go.temporal.io/api/common/v1"
-	"google.golang.org/protobuf/proto"
 )
 
 // Header is what a sealed payload names in its metadata: the master key,
@@ -72,9 +71,9 @@ func (k *Key) Seal(p *commonpb.Payload, random io.Reader) (*commonpb.Payload, er
 	// One buffer holds salt, commitment, and the marshalled payload, which
 	// is then encrypted in place and gains its tag: no copy of the
 	// plaintext is made.
-	size := proto.Size(p)
+	size := payloadSize(p)
 	data := make([]byte, SaltSize+CommitmentSize, SaltSize+CommitmentSize+size+TagSize)
-	data, err := marshalAppend(data, p, true)
+	data, err := marshalAppend(data, p, size)
 	if err != nil {
 		return nil, fmt.Errorf("envelope: marshal payload: %w", err)
 	}

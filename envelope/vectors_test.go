@@ -230,7 +230,7 @@ func writeVectors(t *testing.T) {
 			t.Fatal(err)
 		}
 		payloadKey := deriveForVector(t)
-		plaintext, _ := marshalAppend(nil, g.input, false)
+		plaintext, _ := marshalAppend(nil, g.input, payloadSize(g.input))
 		saveVector(t, g.name, vector{
 			Description:       g.description,
 			DataKey:           hex.EncodeToString(vectorDataKey),
