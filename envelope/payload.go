@@ -169,5 +169,17 @@ func unmarshalEntry(b []byte) (string, []byte, bool) {
 	if value == nil {
 		value = []byte{}
 	}
-	return string(key), value, true
+	return metadataKey(key), value, true
+}
+
+// metadataKey returns key as a string, without allocating for the keys
+// the Temporal SDK writes into nearly every payload.
+func metadataKey(key []byte) string {
+	switch string(key) {
+	case "encoding":
+		return "encoding"
+	case "messageType":
+		return "messageType"
+	}
+	return string(key)
 }

@@ -137,7 +137,7 @@ func checkGood(t *testing.T, v vector, sealed *commonpb.Payload) {
 	if !proto.Equal(resealed, sealed) {
 		t.Errorf("sealing the input with the vector's salt gave\n%v\nwant\n%v", resealed, sealed)
 	}
-	if got := hex.EncodeToString(e.KeyIdentity()); got != v.AAD {
+	if got := hex.EncodeToString([]byte(e.KeyIdentity())); got != v.AAD {
 		t.Errorf("aad %s, want %s", got, v.AAD)
 	}
 }
@@ -241,7 +241,7 @@ func writeVectors(t *testing.T) {
 			Input:             marshalPayload(t, g.input),
 			PayloadKey:        hex.EncodeToString(payloadKey),
 			Commitment:        hex.EncodeToString(commitment[:]),
-			AAD:               hex.EncodeToString(k.Identity()),
+			AAD:               hex.EncodeToString([]byte(k.Identity())),
 			Plaintext:         hex.EncodeToString(plaintext),
 			Sealed:            marshalPayload(t, sealed),
 		})
