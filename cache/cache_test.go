@@ -381,6 +381,32 @@ func TestDecryptionCacheIsBoundedBySize(t *testing.T) {
 	}
 }
 
+// A key in use moves to the front of the LRU order once per
+// touchInterval, so it outlives a key that is not used.
+func TestDecryptionCacheEvictsTheLeastRecentlyUsedKey(t *testing.T) {
+	fake := kmstest.New()
+	arn := fake.CreateKey()
+	clk := newClock()
+	c, _ := NewDecryptionKeys(fake, DecryptionOptions{Size: 2, Clock: clk.Now})
+	a, _ := wrapped(t, fake, arn, nil)
+	b, _ := wrapped(t, fake, arn, nil)
+	c.Get(a)
+	c.Get(b)
+	clk.Advance(touchInterval)
+	c.Get(a) // a is now the most recently used
+	third, _ := wrapped(t, fake, arn, nil)
+	c.Get(third) // evicts b
+	before := fake.Calls("Decrypt")
+	c.Get(a)
+	if got := fake.Calls("Decrypt") - before; got != 0 {
+		t.Fatalf("%d Decrypt calls for the key in use, want 0", got)
+	}
+	c.Get(b)
+	if got := fake.Calls("Decrypt") - before; got != 1 {
+		t.Fatalf("%d Decrypt calls in all, want 1 (the evicted key)", got)
+	}
+}
+
 func TestConcurrentColdDecryptsShareOneKMSCall(t *testing.T) {
 	fake := kmstest.New()
 	arn := fake.CreateKey()
