@@ -31,9 +31,11 @@ generate-check:
 unit:
 	$(GO) test -race -count=1 ./...
 
-## bench-smoke: run every benchmark once so they keep compiling and running.
-bench-smoke:
+## bench-smoke: run every benchmark once so they keep compiling and running,
+## the integration ones (cold KMS path, workflows on the dev server) too.
+bench-smoke: $(TEMPORAL)
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
+	cd integration_test && TEMPORAL_CLI=$(TEMPORAL) $(GO) test -run '^$$' -bench . -benchtime 1x ./...
 
 ## integration: real workflows on the Temporal dev server with keys in the
 ## local-kms emulator (its own module, so its dependencies stay out of ours),
@@ -75,9 +77,13 @@ build:
 ## temporal-cli: the Temporal CLI (dev server, client and Web UI) into .cache/.
 temporal-cli: $(TEMPORAL)
 
-## bench: the benchmarks, in a form benchstat reads.
-bench:
+## bench: the benchmarks, in a form benchstat reads (docs/PERFORMANCE.md):
+## the library's, then the integration ones against local-kms and the dev
+## server. Summarise with
+## go run golang.org/x/perf/cmd/benchstat@latest bench.out
+bench: $(TEMPORAL)
 	$(GO) test -run '^$$' -bench . -benchmem -count 6 ./... | tee bench.out
+	cd integration_test && TEMPORAL_CLI=$(TEMPORAL) $(GO) test -run '^$$' -bench . -benchmem -count 6 ./... | tee -a ../bench.out
 
 $(TEMPORAL):
 	GOBIN=$(dir $@) $(GO) install github.com/temporalio/cli/cmd/temporal@$(TEMPORAL_CLI_VERSION)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -318,7 +319,7 @@ func wrapped(t *testing.T, fake *kmstest.KMS, arn string, ctx map[string]string)
 		t.Fatal(err)
 	}
 	return WrappedKey{
-		Identity:          append([]byte(arn+"|"), out.CiphertextBlob...),
+		Identity:          arn + "|" + string(out.CiphertextBlob),
 		KeyARN:            arn,
 		Blob:              out.CiphertextBlob,
 		EncryptionContext: func() (map[string]string, error) { return ctx, nil },
@@ -380,6 +381,32 @@ func TestDecryptionCacheIsBoundedBySize(t *testing.T) {
 	}
 }
 
+// A key in use moves to the front of the LRU order once per
+// touchInterval, so it outlives a key that is not used.
+func TestDecryptionCacheEvictsTheLeastRecentlyUsedKey(t *testing.T) {
+	fake := kmstest.New()
+	arn := fake.CreateKey()
+	clk := newClock()
+	c, _ := NewDecryptionKeys(fake, DecryptionOptions{Size: 2, Clock: clk.Now})
+	a, _ := wrapped(t, fake, arn, nil)
+	b, _ := wrapped(t, fake, arn, nil)
+	c.Get(a)
+	c.Get(b)
+	clk.Advance(touchInterval)
+	c.Get(a) // a is now the most recently used
+	third, _ := wrapped(t, fake, arn, nil)
+	c.Get(third) // evicts b
+	before := fake.Calls("Decrypt")
+	c.Get(a)
+	if got := fake.Calls("Decrypt") - before; got != 0 {
+		t.Fatalf("%d Decrypt calls for the key in use, want 0", got)
+	}
+	c.Get(b)
+	if got := fake.Calls("Decrypt") - before; got != 1 {
+		t.Fatalf("%d Decrypt calls in all, want 1 (the evicted key)", got)
+	}
+}
+
 func TestConcurrentColdDecryptsShareOneKMSCall(t *testing.T) {
 	fake := kmstest.New()
 	arn := fake.CreateKey()
@@ -416,7 +443,7 @@ func TestDecryptNamesTheKeyAndTheContext(t *testing.T) {
 			return &awskms.DecryptOutput{KeyId: aws.String(keyARN), Plaintext: make([]byte, 32)}, nil
 		})
 	c, _ := NewDecryptionKeys(m, DecryptionOptions{})
-	if _, err := c.Get(WrappedKey{Identity: []byte("x"), KeyARN: keyARN, Blob: []byte("blob"), EncryptionContext: func() (map[string]string, error) { return ctx, nil }}); err != nil {
+	if _, err := c.Get(WrappedKey{Identity: "x", KeyARN: keyARN, Blob: []byte("blob"), EncryptionContext: func() (map[string]string, error) { return ctx, nil }}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -436,7 +463,7 @@ func TestInvalidDecryptResponsesAreRejected(t *testing.T) {
 			m := mocks.NewMockAPI(gomock.NewController(t))
 			m.EXPECT().Decrypt(gomock.Any(), gomock.Any()).Return(tt.out, nil)
 			c, _ := NewDecryptionKeys(m, DecryptionOptions{})
-			_, err := c.Get(WrappedKey{Identity: []byte("x"), KeyARN: keyARN, Blob: []byte("b"), EncryptionContext: noContext})
+			_, err := c.Get(WrappedKey{Identity: "x", KeyARN: keyARN, Blob: []byte("b"), EncryptionContext: noContext})
 			if !errors.Is(err, ErrInvalidResponse) {
 				t.Fatalf("got %v, want ErrInvalidResponse", err)
 			}
@@ -453,7 +480,7 @@ func TestUnparsableContextMakesNoKMSCall(t *testing.T) {
 	m := mocks.NewMockAPI(gomock.NewController(t)) // any call fails the test
 	c, _ := NewDecryptionKeys(m, DecryptionOptions{})
 	bad := errors.New("bad context")
-	_, err := c.Get(WrappedKey{Identity: []byte("x"), KeyARN: keyARN, Blob: []byte("b"), EncryptionContext: func() (map[string]string, error) { return nil, bad }})
+	_, err := c.Get(WrappedKey{Identity: "x", KeyARN: keyARN, Blob: []byte("b"), EncryptionContext: func() (map[string]string, error) { return nil, bad }})
 	if !errors.Is(err, bad) {
 		t.Fatalf("got %v", err)
 	}
@@ -469,7 +496,7 @@ func TestKMSRejectionsAreRememberedForNegativeTTL(t *testing.T) {
 		}).AnyTimes()
 	clk := newClock()
 	c, _ := NewDecryptionKeys(m, DecryptionOptions{NegativeTTL: 10 * time.Second, Clock: clk.Now})
-	w := WrappedKey{Identity: []byte("bogus"), KeyARN: keyARN, Blob: []byte("bogus"), EncryptionContext: noContext}
+	w := WrappedKey{Identity: "bogus", KeyARN: keyARN, Blob: []byte("bogus"), EncryptionContext: noContext}
 	for range 1000 {
 		_, err := c.Get(w)
 		var invalid *types.InvalidCiphertextException
@@ -492,7 +519,7 @@ func TestTransientKMSFailuresAreNotRemembered(t *testing.T) {
 	throttled := &smithy.GenericAPIError{Code: "ThrottlingException", Fault: smithy.FaultClient}
 	m.EXPECT().Decrypt(gomock.Any(), gomock.Any()).Return(nil, throttled).Times(3)
 	c, _ := NewDecryptionKeys(m, DecryptionOptions{})
-	w := WrappedKey{Identity: []byte("x"), KeyARN: keyARN, Blob: []byte("b"), EncryptionContext: noContext}
+	w := WrappedKey{Identity: "x", KeyARN: keyARN, Blob: []byte("b"), EncryptionContext: noContext}
 	for range 3 {
 		if _, err := c.Get(w); !errors.As(err, new(*smithy.GenericAPIError)) {
 			t.Fatalf("got %v", err)
@@ -533,11 +560,24 @@ func TestAddedKeysNeedNoKMSCall(t *testing.T) {
 	m := mocks.NewMockAPI(gomock.NewController(t)) // any call fails the test
 	c, _ := NewDecryptionKeys(m, DecryptionOptions{})
 	key := bytes.Repeat([]byte{9}, 32)
-	c.Add([]byte("id"), key)
+	c.Add("id", key)
 	key[0] = 0 // the cache kept its own copy
-	got, err := c.Get(WrappedKey{Identity: []byte("id")})
+	got, err := c.Get(WrappedKey{Identity: "id"})
 	if err != nil || got[0] != 9 {
 		t.Fatalf("got %x, %v", got, err)
+	}
+}
+
+func TestCachedCountsHitsAndLeavesMissesToGet(t *testing.T) {
+	m := mocks.NewMockAPI(gomock.NewController(t)) // any call fails the test
+	var events []Event
+	c, _ := NewDecryptionKeys(m, DecryptionOptions{Record: func(e Event) { events = append(events, e) }})
+	if _, ok := c.Cached("id"); ok || len(events) != 0 {
+		t.Fatalf("empty cache: hit %v, events %v", ok, events)
+	}
+	c.Add("id", bytes.Repeat([]byte{9}, 32))
+	if got, ok := c.Cached("id"); !ok || got[0] != 9 || !slices.Equal(events, []Event{DecryptHit}) {
+		t.Fatalf("got %x, %v, events %v", got, ok, events)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -71,7 +72,7 @@ func (o *DecryptionOptions) setDefaults() error {
 type WrappedKey struct {
 	// Identity is equal for two wrapped keys exactly when KeyARN, Blob and
 	// the context are; it is the cache key.
-	Identity []byte
+	Identity string
 	// KeyARN is the ARN of the master key that wrapped the data key.
 	KeyARN string
 	// Blob is the CiphertextBlob.
@@ -86,7 +87,7 @@ type WrappedKey struct {
 type DecryptionKeys struct {
 	api      kms.API
 	opts     DecryptionOptions
-	keys     *lru.Cache[string, decryptedKey]
+	keys     *lru.Cache[string, *decryptedKey]
 	failures *lru.Cache[string, failure]
 	flight   singleflight.Group
 }
@@ -94,6 +95,24 @@ type DecryptionKeys struct {
 type decryptedKey struct {
 	plaintext []byte
 	expires   time.Time
+	// touched is when the key last moved to the front of the LRU order,
+	// in Unix nanoseconds.
+	touched atomic.Int64
+}
+
+// touchInterval is how often a key that keeps being used moves to the
+// front of the LRU order. Moving it takes the cache's exclusive lock, and
+// every decode on every core would queue for it if each hit moved its
+// key; a hit in between takes a shared lock only. A key in use thus ranks
+// at most this much staler than it is, which only matters to a cache so
+// small that it evicts keys used within the last second.
+const touchInterval = time.Second
+
+func (c *DecryptionKeys) newEntry(plaintext []byte) *decryptedKey {
+	now := c.opts.Clock()
+	k := &decryptedKey{plaintext: plaintext, expires: now.Add(c.opts.TTL)}
+	k.touched.Store(now.UnixNano())
+	return k
 }
 
 type failure struct {
@@ -109,7 +128,7 @@ func NewDecryptionKeys(api kms.API, opts DecryptionOptions) (*DecryptionKeys, er
 	if err := opts.setDefaults(); err != nil {
 		return nil, err
 	}
-	keys, err := lru.New[string, decryptedKey](opts.Size)
+	keys, err := lru.New[string, *decryptedKey](opts.Size)
 	if err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
 	}
@@ -123,7 +142,7 @@ func NewDecryptionKeys(api kms.API, opts DecryptionOptions) (*DecryptionKeys, er
 // Get returns the plaintext data key of w, from the cache or from KMS.
 // The caller must not modify it.
 func (c *DecryptionKeys) Get(w WrappedKey) ([]byte, error) {
-	id := string(w.Identity)
+	id := w.Identity
 	if k, ok := c.lookup(id); ok {
 		record(c.opts.Record, DecryptHit)
 		return k, nil
@@ -149,7 +168,7 @@ func (c *DecryptionKeys) Get(w WrappedKey) ([]byte, error) {
 			}
 			return nil, err
 		}
-		c.keys.Add(id, decryptedKey{plaintext: k, expires: c.opts.Clock().Add(c.opts.TTL)})
+		c.keys.Add(id, c.newEntry(k))
 		c.failures.Remove(id)
 		return k, nil
 	})
@@ -159,11 +178,23 @@ func (c *DecryptionKeys) Get(w WrappedKey) ([]byte, error) {
 	return v.([]byte), nil
 }
 
+// Cached returns the plaintext data key of identity if the cache holds
+// it, and counts a hit; it counts nothing on a miss, which the caller
+// follows with Get. It is Get's fast path for a caller whose WrappedKey
+// costs something to build. The caller must not modify the key.
+func (c *DecryptionKeys) Cached(identity string) ([]byte, bool) {
+	k, ok := c.lookup(identity)
+	if ok {
+		record(c.opts.Record, DecryptHit)
+	}
+	return k, ok
+}
+
 // Add puts a data key the caller already has in plaintext (one it just
 // generated) into the cache, so reading back its own payloads costs no
 // KMS call. plaintext is copied.
-func (c *DecryptionKeys) Add(identity []byte, plaintext []byte) {
-	c.keys.Add(string(identity), decryptedKey{plaintext: bytes.Clone(plaintext), expires: c.opts.Clock().Add(c.opts.TTL)})
+func (c *DecryptionKeys) Add(identity string, plaintext []byte) {
+	c.keys.Add(identity, c.newEntry(bytes.Clone(plaintext)))
 }
 
 // Len reports how many data keys the cache holds, expired ones included
@@ -173,13 +204,17 @@ func (c *DecryptionKeys) Len() int {
 }
 
 func (c *DecryptionKeys) lookup(id string) ([]byte, bool) {
-	k, ok := c.keys.Get(id)
+	k, ok := c.keys.Peek(id) // a shared lock: hits on several cores run side by side
 	if !ok {
 		return nil, false
 	}
-	if !c.opts.Clock().Before(k.expires) {
+	now := c.opts.Clock()
+	if !now.Before(k.expires) {
 		c.keys.Remove(id)
 		return nil, false
+	}
+	if t := k.touched.Load(); now.UnixNano()-t >= int64(touchInterval) && k.touched.CompareAndSwap(t, now.UnixNano()) {
+		c.keys.Get(id) // move it to the front
 	}
 	return k.plaintext, true
 }

@@ -53,7 +53,7 @@ func TestTimedOutKMSCallsLeaveNoGoroutineBehind(t *testing.T) {
 			}
 		})
 		wg.Go(func() {
-			if _, err := dec.Get(WrappedKey{Identity: []byte("x"), KeyARN: keyARN, Blob: []byte("b"), EncryptionContext: noContext}); !errors.Is(err, context.DeadlineExceeded) {
+			if _, err := dec.Get(WrappedKey{Identity: "x", KeyARN: keyARN, Blob: []byte("b"), EncryptionContext: noContext}); !errors.Is(err, context.DeadlineExceeded) {
 				t.Errorf("Decrypt: got %v, want the timeout", err)
 			}
 		})

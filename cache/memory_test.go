@@ -64,7 +64,7 @@ func flood(t *testing.T, c *DecryptionKeys, n int, wantErr bool) {
 				}
 				binary.BigEndian.PutUint64(identity[identitySize-8:], uint64(i))
 				_, err := c.Get(WrappedKey{
-					Identity:          identity,
+					Identity:          string(identity),
 					KeyARN:            keyARN,
 					Blob:              identity[19+75+4 : 19+75+4+184],
 					EncryptionContext: noContext,

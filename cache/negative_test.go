@@ -34,7 +34,7 @@ func TestARefusalRenewedWhileAReaderWaitsIsNotAskedForAgain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := WrappedKey{Identity: []byte("bogus"), KeyARN: keyARN, Blob: []byte("bogus"), EncryptionContext: noContext}
+	w := WrappedKey{Identity: "bogus", KeyARN: keyARN, Blob: []byte("bogus"), EncryptionContext: noContext}
 	isRefusal := func(err error) bool { return errors.As(err, new(*types.InvalidCiphertextException)) }
 
 	if _, err := c.Get(w); !isRefusal(err) {

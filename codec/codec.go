@@ -303,12 +303,7 @@ func (c *Codec) Decode(payloads []*commonpb.Payload) ([]*commonpb.Payload, error
 		}
 		var dataKey []byte
 		if err == nil {
-			dataKey, err = c.decrypt.Get(cache.WrappedKey{
-				Identity:          env.KeyIdentity(),
-				KeyARN:            env.KeyARN,
-				Blob:              env.WrappedKey,
-				EncryptionContext: env.EncryptionContext,
-			})
+			dataKey, err = c.dataKey(env)
 		}
 		if err == nil {
 			out[i], err = env.Open(dataKey)
@@ -323,6 +318,22 @@ func (c *Codec) Decode(payloads []*commonpb.Payload) ([]*commonpb.Payload, error
 	c.metrics.add(payloadsPassedThrough, uint64(len(payloads))-decoded)
 	c.metrics.add(bytesDecoded, n)
 	return out, nil
+}
+
+// dataKey returns the data key that env was sealed with, from the cache
+// or else from KMS.
+func (s *shared) dataKey(env *envelope.Envelope) ([]byte, error) {
+	if k, ok := s.decrypt.Cached(env.KeyIdentity()); ok {
+		return k, nil
+	}
+	// Building the WrappedKey allocates (the method value), so a hit
+	// above does without it.
+	return s.decrypt.Get(cache.WrappedKey{
+		Identity:          env.KeyIdentity(),
+		KeyARN:            env.KeyARN,
+		Blob:              env.WrappedKey,
+		EncryptionContext: env.EncryptionContext,
+	})
 }
 
 // checkAllowed returns ErrKeyNotAllowed unless keyARN is the key the

@@ -3,6 +3,7 @@ package envelope
 import (
 	"bytes"
 	"crypto/hkdf"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"testing"
@@ -26,7 +27,7 @@ func TestDeriveMatchesHKDF(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !bytes.Equal(commitment, wantCommitment) {
+		if !bytes.Equal(commitment[:], wantCommitment) {
 			t.Fatal("commitment differs from HKDF")
 		}
 		// The AEAD must be AES-256-GCM under the HKDF payload key.
@@ -35,6 +36,32 @@ func TestDeriveMatchesHKDF(t *testing.T) {
 		if !bytes.Equal(sealed, want.Seal(nil, zeroNonce[:], []byte("x"), nil)) {
 			t.Fatal("payload key differs from HKDF")
 		}
+	}
+}
+
+// hmacKey equals crypto/hmac for every key and message length it
+// accepts, including the empty ones and a key of exactly one block.
+func TestHMACMatchesCryptoHMAC(t *testing.T) {
+	for keyLen := 0; keyLen <= 64; keyLen++ {
+		for msgLen := 0; msgLen <= 64; msgLen++ {
+			key, msg := make([]byte, keyLen), make([]byte, msgLen)
+			rand.Read(key)
+			rand.Read(msg)
+			mac := hmac.New(sha256.New, key)
+			mac.Write(msg)
+			k := newHMACKey(key)
+			if got := k.sum(msg); !bytes.Equal(got[:], mac.Sum(nil)) {
+				t.Fatalf("key of %d bytes, message of %d: differs from crypto/hmac", keyLen, msgLen)
+			}
+		}
+	}
+}
+
+func TestDeriveDoesNotAllocateBeyondTheAEAD(t *testing.T) {
+	dataKey, salt := make([]byte, 32), make([]byte, 32)
+	// aes.NewCipher and cipher.NewGCM allocate one object each.
+	if n := testing.AllocsPerRun(100, func() { derive(dataKey, salt) }); n > 2 {
+		t.Fatalf("derive allocates %v objects, want at most 2", n)
 	}
 }
 

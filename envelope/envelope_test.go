@@ -134,7 +134,7 @@ func TestParseReadsTheHeaderWithoutAKey(t *testing.T) {
 	if err != nil || !maps.Equal(ctx, vectorContext) {
 		t.Fatalf("context %v, %v", ctx, err)
 	}
-	if e.KeyARN != vectorKeyARN || !bytes.Equal(e.WrappedKey, vectorWrappedKey) || !bytes.Equal(e.KeyIdentity(), k.Identity()) {
+	if e.KeyARN != vectorKeyARN || !bytes.Equal(e.WrappedKey, vectorWrappedKey) || e.KeyIdentity() != k.Identity() {
 		t.Fatal("header does not match the key")
 	}
 }

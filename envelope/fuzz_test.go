@@ -230,7 +230,7 @@ func FuzzOpen(f *testing.F) {
 		if e.KeyARN != string(md[MetadataKeyID]) || !bytes.Equal(e.WrappedKey, md[MetadataDataKey]) || !bytes.Equal(e.ContextJSON, ctxField) {
 			t.Fatal("the envelope does not name what the metadata holds")
 		}
-		if !bytes.Equal(e.KeyIdentity(), specAAD(md[MetadataKeyID], md[MetadataDataKey], ctxField)) {
+		if e.KeyIdentity() != string(specAAD(md[MetadataKeyID], md[MetadataDataKey], ctxField)) {
 			t.Fatal("KeyIdentity differs from the AAD that docs/FORMAT.md specifies")
 		}
 

@@ -4,6 +4,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"fmt"
+	"unsafe"
 
 	commonpb "go.temporal.io/api/common/v1"
 )
@@ -21,7 +22,7 @@ type Envelope struct {
 	salt       []byte
 	commitment []byte
 	ciphertext []byte
-	aad        []byte
+	aad        string // also KeyIdentity, and holds KeyARN
 }
 
 // Parse reads the envelope of p without decrypting anything.
@@ -44,12 +45,12 @@ func Parse(p *commonpb.Payload) (*Envelope, error) {
 	if string(format) != Format {
 		return nil, fmt.Errorf("%w: %q", ErrUnsupportedFormat, truncate(format))
 	}
+	keyARN := md[MetadataKeyID]
 	e := &Envelope{
-		KeyARN:      string(md[MetadataKeyID]),
 		WrappedKey:  md[MetadataDataKey],
 		ContextJSON: md[MetadataContext],
 	}
-	if err := checkFields(e.KeyARN, e.WrappedKey, e.ContextJSON); err != nil {
+	if err := checkFields(keyARN, e.WrappedKey, e.ContextJSON); err != nil {
 		return nil, err
 	}
 	if ctx, ok := md[MetadataContext]; ok && len(ctx) == 0 {
@@ -61,7 +62,8 @@ func Parse(p *commonpb.Payload) (*Envelope, error) {
 	e.salt = p.Data[:SaltSize]
 	e.commitment = p.Data[SaltSize : SaltSize+CommitmentSize]
 	e.ciphertext = p.Data[SaltSize+CommitmentSize:]
-	e.aad = additionalData(md[MetadataKeyID], e.WrappedKey, e.ContextJSON)
+	e.aad = additionalData(keyARN, e.WrappedKey, e.ContextJSON)
+	e.KeyARN = e.aad[keyARNInAAD : keyARNInAAD+len(keyARN)]
 	return e, nil
 }
 
@@ -78,11 +80,11 @@ func (e *Envelope) EncryptionContext() (map[string]string, error) {
 	return ctx, nil
 }
 
-// KeyIdentity returns bytes that identify the data key this payload needs
-// together with the master key and context it is bound to: equal for two
-// payloads exactly when their key ARN, wrapped key and context are equal.
-// It suits a cache of unwrapped data keys.
-func (e *Envelope) KeyIdentity() []byte {
+// KeyIdentity returns a string that identifies the data key this payload
+// needs together with the master key and context it is bound to: equal
+// for two payloads exactly when their key ARN, wrapped key and context
+// are equal. It suits a cache of unwrapped data keys.
+func (e *Envelope) KeyIdentity() string {
 	return e.aad
 }
 
@@ -98,10 +100,10 @@ func (e *Envelope) Open(dataKey []byte) (*commonpb.Payload, error) {
 	if err != nil {
 		return nil, err
 	}
-	if subtle.ConstantTimeCompare(commitment, e.commitment) != 1 {
+	if subtle.ConstantTimeCompare(commitment[:], e.commitment) != 1 {
 		return nil, fmt.Errorf("%w: key commitment does not match", ErrAuthentication)
 	}
-	plaintext, err := aead.Open(nil, zeroNonce[:], e.ciphertext, e.aad)
+	plaintext, err := aead.Open(nil, zeroNonce[:], e.ciphertext, readOnlyBytes(e.aad))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrAuthentication, err)
 	}
@@ -112,6 +114,13 @@ func (e *Envelope) Open(dataKey []byte) (*commonpb.Payload, error) {
 		return nil, fmt.Errorf("%w: decrypted data is not a payload: %v", ErrMalformed, err)
 	}
 	return p, nil
+}
+
+// readOnlyBytes returns the bytes of s without copying them, for the AAD
+// argument of cipher.AEAD.Open, which only reads it: copying would cost an
+// allocation per payload. The result must never be written to.
+func readOnlyBytes(s string) []byte {
+	return unsafe.Slice(unsafe.StringData(s), len(s))
 }
 
 // truncate keeps an unexpected metadata value short enough to put in an

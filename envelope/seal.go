@@ -7,10 +7,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 	"unicode/utf8"
 
 	commonpb "go.temporal.io/api/common/v1"
-	"google.golang.org/protobuf/proto"
 )
 
 // Header is what a sealed payload names in its metadata: the master key,
@@ -37,7 +37,8 @@ type Key struct {
 	keyARN      []byte
 	wrappedKey  []byte
 	contextJSON []byte
-	aad         []byte
+	identity    string // the additional authenticated data
+	aad         []byte // identity's bytes
 }
 
 // NewKey returns a Key that seals under dataKey, a 32-byte AES-256 data
@@ -50,16 +51,18 @@ func NewKey(dataKey []byte, h Header) (*Key, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkFields(h.KeyARN, h.WrappedKey, contextJSON); err != nil {
+	keyARN := []byte(h.KeyARN)
+	if err := checkFields(keyARN, h.WrappedKey, contextJSON); err != nil {
 		return nil, err
 	}
 	k := &Key{
 		dataKey:     bytes.Clone(dataKey),
-		keyARN:      []byte(h.KeyARN),
+		keyARN:      keyARN,
 		wrappedKey:  bytes.Clone(h.WrappedKey),
 		contextJSON: contextJSON,
 	}
-	k.aad = additionalData(k.keyARN, k.wrappedKey, k.contextJSON)
+	k.identity = additionalData(k.keyARN, k.wrappedKey, k.contextJSON)
+	k.aad = []byte(k.identity)
 	return k, nil
 }
 
@@ -72,9 +75,9 @@ func (k *Key) Seal(p *commonpb.Payload, random io.Reader) (*commonpb.Payload, er
 	// One buffer holds salt, commitment, and the marshalled payload, which
 	// is then encrypted in place and gains its tag: no copy of the
 	// plaintext is made.
-	size := proto.Size(p)
+	size := payloadSize(p)
 	data := make([]byte, SaltSize+CommitmentSize, SaltSize+CommitmentSize+size+TagSize)
-	data, err := marshalAppend(data, p, true)
+	data, err := marshalAppend(data, p, size)
 	if err != nil {
 		return nil, fmt.Errorf("envelope: marshal payload: %w", err)
 	}
@@ -88,7 +91,7 @@ func (k *Key) Seal(p *commonpb.Payload, random io.Reader) (*commonpb.Payload, er
 	if err != nil {
 		return nil, err
 	}
-	copy(data[SaltSize:], commitment)
+	copy(data[SaltSize:], commitment[:])
 	header := SaltSize + CommitmentSize
 	data = aead.Seal(data[:header], zeroNonce[:], data[header:], k.aad)
 
@@ -137,13 +140,13 @@ func MarshalContext(ctx map[string]string) ([]byte, error) {
 }
 
 // checkFields enforces the limits that both sealing and parsing apply.
-func checkFields(keyARN string, wrappedKey, contextJSON []byte) error {
+func checkFields(keyARN, wrappedKey, contextJSON []byte) error {
 	switch {
-	case keyARN == "":
+	case len(keyARN) == 0:
 		return fmt.Errorf("%w: %s is missing or empty", ErrMalformed, MetadataKeyID)
 	case len(keyARN) > MaxKeyARNSize:
 		return fmt.Errorf("%w: %s is %d bytes, over the %d-byte limit", ErrMalformed, MetadataKeyID, len(keyARN), MaxKeyARNSize)
-	case !utf8.ValidString(keyARN):
+	case !utf8.Valid(keyARN):
 		return fmt.Errorf("%w: %s is not valid UTF-8", ErrMalformed, MetadataKeyID)
 	case len(wrappedKey) == 0:
 		return fmt.Errorf("%w: %s is missing or empty", ErrMalformed, MetadataDataKey)
@@ -159,21 +162,31 @@ func checkFields(keyARN string, wrappedKey, contextJSON []byte) error {
 // the context: "kms-envelope-v1", then each field as a 4-byte big-endian
 // length and its bytes. Length prefixes keep two different headers from
 // ever producing the same bytes.
-func additionalData(keyARN, wrappedKey, contextJSON []byte) []byte {
-	aad := make([]byte, 0, len(Format)+12+len(keyARN)+len(wrappedKey)+len(contextJSON))
-	aad = append(aad, Format...)
+//
+// It is a string because it also serves as the identity of the data key
+// (the key of the decryption cache) and holds the key ARN that Parse
+// returns, all in one allocation.
+func additionalData(keyARN, wrappedKey, contextJSON []byte) string {
+	var aad strings.Builder
+	aad.Grow(len(Format) + 12 + len(keyARN) + len(wrappedKey) + len(contextJSON))
+	aad.WriteString(Format)
 	for _, field := range [][]byte{keyARN, wrappedKey, contextJSON} {
-		aad = binary.BigEndian.AppendUint32(aad, uint32(len(field)))
-		aad = append(aad, field...)
+		var n [4]byte
+		binary.BigEndian.PutUint32(n[:], uint32(len(field)))
+		aad.Write(n[:])
+		aad.Write(field)
 	}
-	return aad
+	return aad.String()
 }
 
-// Identity returns the same bytes as Envelope.KeyIdentity for every
+// keyARNInAAD is where additionalData puts the key ARN.
+const keyARNInAAD = len(Format) + 4
+
+// Identity returns the same string as Envelope.KeyIdentity for every
 // payload this Key seals, so a caller can put the data key into a
 // decryption cache before any payload exists.
-func (k *Key) Identity() []byte {
-	return k.aad
+func (k *Key) Identity() string {
+	return k.identity
 }
 
 // KeyARN returns the ARN of the master key that wrapped the data key.

@@ -137,7 +137,7 @@ func checkGood(t *testing.T, v vector, sealed *commonpb.Payload) {
 	if !proto.Equal(resealed, sealed) {
 		t.Errorf("sealing the input with the vector's salt gave\n%v\nwant\n%v", resealed, sealed)
 	}
-	if got := hex.EncodeToString(e.KeyIdentity()); got != v.AAD {
+	if got := hex.EncodeToString([]byte(e.KeyIdentity())); got != v.AAD {
 		t.Errorf("aad %s, want %s", got, v.AAD)
 	}
 }
@@ -230,7 +230,7 @@ func writeVectors(t *testing.T) {
 			t.Fatal(err)
 		}
 		payloadKey := deriveForVector(t)
-		plaintext, _ := marshalAppend(nil, g.input, false)
+		plaintext, _ := marshalAppend(nil, g.input, payloadSize(g.input))
 		saveVector(t, g.name, vector{
 			Description:       g.description,
 			DataKey:           hex.EncodeToString(vectorDataKey),
@@ -240,8 +240,8 @@ func writeVectors(t *testing.T) {
 			Salt:              hex.EncodeToString(vectorSalt),
 			Input:             marshalPayload(t, g.input),
 			PayloadKey:        hex.EncodeToString(payloadKey),
-			Commitment:        hex.EncodeToString(commitment),
-			AAD:               hex.EncodeToString(k.Identity()),
+			Commitment:        hex.EncodeToString(commitment[:]),
+			AAD:               hex.EncodeToString([]byte(k.Identity())),
 			Plaintext:         hex.EncodeToString(plaintext),
 			Sealed:            marshalPayload(t, sealed),
 		})
