@@ -284,15 +284,20 @@ func (c *Codec) Encode(payloads []*commonpb.Payload) ([]*commonpb.Payload, error
 // before any KMS call; a payload that was altered fails with
 // ErrAuthenticationFailed.
 func (c *Codec) Decode(payloads []*commonpb.Payload) ([]*commonpb.Payload, error) {
-	out := make([]*commonpb.Payload, len(payloads))
-	var decoded, n uint64
+	// Every payload is parsed and checked before KMS is asked for any data
+	// key, so a batch that is refused for one bad payload costs no KMS call.
+	var small [8]*envelope.Envelope
+	envs := small[:0]
+	if len(payloads) > len(small) {
+		envs = make([]*envelope.Envelope, 0, len(payloads))
+	}
 	for i, p := range payloads {
 		env, err := envelope.Parse(p)
 		if errors.Is(err, envelope.ErrNotEncrypted) {
 			if c.opts.RejectUnencrypted {
 				return nil, c.fail("decode", i, len(payloads), ErrUnencryptedPayload)
 			}
-			out[i] = p
+			envs = append(envs, nil)
 			continue
 		}
 		if err == nil {
@@ -301,10 +306,19 @@ func (c *Codec) Decode(payloads []*commonpb.Payload) ([]*commonpb.Payload, error
 		if err == nil && c.opts.RequireSameNamespace {
 			err = c.checkNamespace(env)
 		}
-		var dataKey []byte
-		if err == nil {
-			dataKey, err = c.dataKey(env)
+		if err != nil {
+			return nil, c.fail("decode", i, len(payloads), err)
 		}
+		envs = append(envs, env)
+	}
+	out := make([]*commonpb.Payload, len(payloads))
+	var decoded, n uint64
+	for i, env := range envs {
+		if env == nil {
+			out[i] = payloads[i]
+			continue
+		}
+		dataKey, err := c.dataKey(env)
 		if err == nil {
 			out[i], err = env.Open(dataKey)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -259,6 +260,28 @@ func TestRotationNeedsTheOldKeyInTheAllowList(t *testing.T) {
 	}
 	if fake.Calls("Decrypt") != decrypts {
 		t.Fatal("a KMS call was made for a disallowed key")
+	}
+}
+
+func TestABatchRefusedForOnePayloadCostsNoKMSCall(t *testing.T) {
+	fake := kmstest.New()
+	a, b := fake.CreateKey(), fake.CreateKey()
+	valid := encode(t, newCodec(t, codec.Options{KMS: fake, KeyID: a}), payload("first"), payload("second"))
+	disallowed := encode(t, newCodec(t, codec.Options{KMS: fake, KeyID: b}), payload("under B"))
+	malformed := proto.Clone(valid[0]).(*commonpb.Payload)
+	malformed.Data = malformed.Data[:10]
+
+	for name, bad := range map[string]*commonpb.Payload{"disallowed key": disallowed[0], "malformed": malformed} {
+		t.Run(name, func(t *testing.T) {
+			reader := newCodec(t, codec.Options{KMS: fake, KeyID: a})
+			before := fake.TotalCalls()
+			if _, err := reader.Decode(append(slices.Clone(valid), bad)); err == nil {
+				t.Fatal("the batch decoded")
+			}
+			if n := fake.TotalCalls() - before; n != 0 {
+				t.Errorf("%d KMS calls for a batch refused before decryption", n)
+			}
+		})
 	}
 }
 
