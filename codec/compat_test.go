@@ -138,7 +138,7 @@ func TestSampleCodecPayloadsPassThroughTheKMSCodecUntouched(t *testing.T) {
 func TestAChainWithTheKMSCodecFirstReadsSampleCodecAndPlainHistory(t *testing.T) {
 	fake := kmstest.New()
 	arn := fake.CreateKey()
-	kms := &countingKMS{API: fake}
+	kms := &kmstest.Counter{API: fake}
 	kmsCodec := newCodec(t, codec.Options{KMS: kms, KeyID: arn})
 	sample := newSampleCodec(t, "sample-key")
 	parent := converter.GetDefaultDataConverter()
@@ -161,7 +161,7 @@ func TestAChainWithTheKMSCodecFirstReadsSampleCodecAndPlainHistory(t *testing.T)
 		written[name] = p
 	}
 	sampleHistory := proto.Clone(written["sample"]).(*commonpb.Payloads)
-	if n := kms.calls(); n != 1 {
+	if n := kms.Total(); n != 1 {
 		t.Fatalf("%d KMS calls writing, want 1 (the codec's data key)", n)
 	}
 	for _, p := range append(written["chain"].Payloads, written["kms"].Payloads...) {
@@ -194,7 +194,7 @@ func TestAChainWithTheKMSCodecFirstReadsSampleCodecAndPlainHistory(t *testing.T)
 			t.Fatalf("the sample codec was given payload %d changed", i+1)
 		}
 	}
-	if n := kms.decrypt.Load(); n != 0 {
+	if n := kms.DecryptCalls.Load(); n != 0 {
 		t.Fatalf("%d Decrypt calls reading: the writer's own data key is cached, and other payloads need none", n)
 	}
 }
@@ -295,11 +295,11 @@ func TestEveryPhaseOfARolloutAndRollbackReadsTheHistoryBeforeIt(t *testing.T) {
 			stored = in
 		} else {
 			opts := *phase.opts
-			kms := &countingKMS{API: fake}
+			kms := &kmstest.Counter{API: fake}
 			opts.KMS = kms
 			c = newCodec(t, opts)
 			stored = encode(t, c, in)[0]
-			if phase.writes == "plain" && (stored != in || kms.calls() != 0) {
+			if phase.writes == "plain" && (stored != in || kms.Total() != 0) {
 				t.Fatalf("%s: Encode changed the payload or called KMS", phase.name)
 			}
 		}

@@ -300,7 +300,7 @@ func TestAFloodOfPayloadsWithOneBogusWrappedKeyCostsOneDecryptPerNegativeInterva
 	fake := kmstest.New()
 	arn := fake.CreateKey()
 	bogus := bogusPayload(t, fake, arn)
-	kms := &countingKMS{API: fake}
+	kms := &kmstest.Counter{API: fake}
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	var now atomic.Int64
 	c := newCodec(t, codec.Options{KMS: kms, KeyID: arn, Clock: func() time.Time { return start.Add(time.Duration(now.Load())) }})
@@ -315,13 +315,13 @@ func TestAFloodOfPayloadsWithOneBogusWrappedKeyCostsOneDecryptPerNegativeInterva
 	}
 	// Decrypt at 0 s, then at the first payload at or after 10 s and 20 s.
 	want := int64((flood*step + interval - 1) / interval)
-	if n := kms.decrypt.Load(); n != want {
+	if n := kms.DecryptCalls.Load(); n != want {
 		t.Fatalf("%d Decrypt calls for %d payloads with one bogus wrapped key, want %d", n, flood, want)
 	}
 	if s := c.Stats(); s.NegativeCacheHits != uint64(flood-want) || s.ErrorsKMS != flood {
 		t.Fatalf("stats %+v", s)
 	}
-	t.Logf("%d payloads with one bogus wrapped key over %v: %d Decrypt calls", flood, flood*step, kms.decrypt.Load())
+	t.Logf("%d payloads with one bogus wrapped key over %v: %d Decrypt calls", flood, flood*step, kms.DecryptCalls.Load())
 }
 
 // The same flood, read all at once by 64 goroutines, costs one Decrypt:
@@ -331,7 +331,7 @@ func TestAConcurrentFloodOfPayloadsWithOneBogusWrappedKeyCostsOneDecrypt(t *test
 	fake := kmstest.New()
 	arn := fake.CreateKey()
 	bogus := bogusPayload(t, fake, arn)
-	kms := &countingKMS{API: fake}
+	kms := &kmstest.Counter{API: fake}
 	c := newCodec(t, codec.Options{KMS: kms, KeyID: arn})
 	var wg sync.WaitGroup
 	for range goroutines {
@@ -345,7 +345,7 @@ func TestAConcurrentFloodOfPayloadsWithOneBogusWrappedKeyCostsOneDecrypt(t *test
 		})
 	}
 	wg.Wait()
-	if n := kms.decrypt.Load(); n != 1 {
+	if n := kms.DecryptCalls.Load(); n != 1 {
 		t.Fatalf("%d Decrypt calls for %d payloads with one bogus wrapped key, want 1", n, goroutines*each)
 	}
 }

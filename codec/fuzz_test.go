@@ -142,7 +142,7 @@ func FuzzDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, encoding, format, keyID, dataKey, contextJSON, data []byte, absent uint8, extraKey string, extraValue []byte) {
 		p := decodeInput(encoding, format, keyID, dataKey, contextJSON, data, absent, extraKey, extraValue)
 		original := proto.Clone(p).(*commonpb.Payload)
-		kms := &countingKMS{API: api}
+		kms := &kmstest.Counter{API: api}
 		c, err := codec.New(codec.Options{KMS: kms, KeyID: vectors.keyARN, DecryptKeyIDs: []string{seedARN}})
 		if err != nil {
 			t.Fatal(err)
@@ -176,8 +176,8 @@ func FuzzDecode(f *testing.F) {
 			if err != nil || len(out) != 1 || out[0] != p {
 				t.Fatalf("a payload not in this format did not pass through: %v", err)
 			}
-			if kms.calls() != 0 {
-				t.Fatalf("%d KMS calls for a payload not in this format", kms.calls())
+			if kms.Total() != 0 {
+				t.Fatalf("%d KMS calls for a payload not in this format", kms.Total())
 			}
 			return
 		case parseErr != nil:
@@ -186,8 +186,8 @@ func FuzzDecode(f *testing.F) {
 					t.Fatalf("Parse says %v, Decode says %v", parseErr, err)
 				}
 			}
-			if kms.calls() != 0 {
-				t.Fatalf("%d KMS calls for a structurally invalid payload (%v)", kms.calls(), parseErr)
+			if kms.Total() != 0 {
+				t.Fatalf("%d KMS calls for a structurally invalid payload (%v)", kms.Total(), parseErr)
 			}
 			if errors.As(err, &retryable) {
 				t.Fatal("a malformed payload failed the workflow task: retrying cannot fix it")
@@ -197,8 +197,8 @@ func FuzzDecode(f *testing.F) {
 			if !errors.Is(err, codec.ErrKeyNotAllowed) || !errors.As(err, &retryable) {
 				t.Fatalf("a payload under a key not allowed: got %v, want a retryable ErrKeyNotAllowed", err)
 			}
-			if kms.calls() != 0 {
-				t.Fatalf("%d KMS calls for a payload under a key not allowed", kms.calls())
+			if kms.Total() != 0 {
+				t.Fatalf("%d KMS calls for a payload under a key not allowed", kms.Total())
 			}
 			return
 		}
@@ -206,15 +206,15 @@ func FuzzDecode(f *testing.F) {
 			if !errors.Is(err, codec.ErrMalformedPayload) {
 				t.Fatalf("context that does not parse: got %v, want ErrMalformedPayload", err)
 			}
-			if kms.calls() != 0 {
-				t.Fatalf("%d KMS calls for a context that does not parse", kms.calls())
+			if kms.Total() != 0 {
+				t.Fatalf("%d KMS calls for a context that does not parse", kms.Total())
 			}
 			return
 		}
 
-		if kms.decrypt.Load() > 1 || kms.generate.Load() != 0 || kms.describe.Load() != 0 {
+		if kms.DecryptCalls.Load() > 1 || kms.GenerateDataKeyCalls.Load() != 0 || kms.DescribeKeyCalls.Load() != 0 {
 			t.Fatalf("KMS calls for one payload: %d Decrypt, %d GenerateDataKey, %d DescribeKey; want at most one Decrypt",
-				kms.decrypt.Load(), kms.generate.Load(), kms.describe.Load())
+				kms.DecryptCalls.Load(), kms.GenerateDataKeyCalls.Load(), kms.DescribeKeyCalls.Load())
 		}
 		if err != nil {
 			var kmsErr *codec.KMSError
@@ -274,7 +274,7 @@ func FuzzEncodeDecodeRoundTrip(f *testing.F) {
 	f.Fuzz(func(t *testing.T, names string, values, data []byte, namespace string) {
 		in := roundTripInput(names, values, data)
 		original := proto.Clone(in).(*commonpb.Payload)
-		kms := &countingKMS{API: fake}
+		kms := &kmstest.Counter{API: fake}
 		c, err := codec.New(codec.Options{KMS: kms, KeyID: arn})
 		if err != nil {
 			t.Fatal(err)
@@ -319,8 +319,8 @@ func FuzzEncodeDecodeRoundTrip(f *testing.F) {
 		if err != nil || !proto.Equal(out[0], in) {
 			t.Fatalf("the writer's Decode did not return the input: %v", err)
 		}
-		if kms.decrypt.Load() != 0 {
-			t.Fatalf("%d Decrypt calls reading back its own payload", kms.decrypt.Load())
+		if kms.DecryptCalls.Load() != 0 {
+			t.Fatalf("%d Decrypt calls reading back its own payload", kms.DecryptCalls.Load())
 		}
 
 		// A cold reader gets the payload off the wire and asks KMS once.
@@ -332,7 +332,7 @@ func FuzzEncodeDecodeRoundTrip(f *testing.F) {
 		if err := proto.Unmarshal(wire, received); err != nil {
 			t.Fatal(err)
 		}
-		coldKMS := &countingKMS{API: fake}
+		coldKMS := &kmstest.Counter{API: fake}
 		reader, err := codec.New(codec.Options{KMS: coldKMS, KeyID: arn})
 		if err != nil {
 			t.Fatal(err)
@@ -341,8 +341,8 @@ func FuzzEncodeDecodeRoundTrip(f *testing.F) {
 		if err != nil || !proto.Equal(out[0], in) {
 			t.Fatalf("a cold reader's Decode did not return the input: %v", err)
 		}
-		if coldKMS.decrypt.Load() != 1 || coldKMS.calls() != 1 {
-			t.Fatalf("a cold reader made %d KMS calls (%d Decrypt), want one Decrypt", coldKMS.calls(), coldKMS.decrypt.Load())
+		if coldKMS.DecryptCalls.Load() != 1 || coldKMS.Total() != 1 {
+			t.Fatalf("a cold reader made %d KMS calls (%d Decrypt), want one Decrypt", coldKMS.Total(), coldKMS.DecryptCalls.Load())
 		}
 	})
 }

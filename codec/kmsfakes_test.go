@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -21,32 +20,6 @@ import (
 	"github.com/temporal-kms/kmscodec/kms"
 	"github.com/temporal-kms/kmscodec/mocks"
 )
-
-// countingKMS passes every call on to the KMS it wraps and counts calls
-// by operation, as KMS itself (and its bill) would.
-type countingKMS struct {
-	kms.API
-	generate, decrypt, describe atomic.Int64
-}
-
-func (k *countingKMS) GenerateDataKey(ctx context.Context, in *awskms.GenerateDataKeyInput, opts ...func(*awskms.Options)) (*awskms.GenerateDataKeyOutput, error) {
-	k.generate.Add(1)
-	return k.API.GenerateDataKey(ctx, in, opts...)
-}
-
-func (k *countingKMS) Decrypt(ctx context.Context, in *awskms.DecryptInput, opts ...func(*awskms.Options)) (*awskms.DecryptOutput, error) {
-	k.decrypt.Add(1)
-	return k.API.Decrypt(ctx, in, opts...)
-}
-
-func (k *countingKMS) DescribeKey(ctx context.Context, in *awskms.DescribeKeyInput, opts ...func(*awskms.Options)) (*awskms.DescribeKeyOutput, error) {
-	k.describe.Add(1)
-	return k.API.DescribeKey(ctx, in, opts...)
-}
-
-func (k *countingKMS) calls() int64 {
-	return k.generate.Load() + k.decrypt.Load() + k.describe.Load()
-}
 
 // testVectors are the format's test vectors (envelope/testdata), as a
 // codec sees them.

@@ -33,9 +33,9 @@ func TestSixtyFourGoroutinesShareOneCodecForTwoSeconds(t *testing.T) {
 	)
 	fake := kmstest.New()
 	arn := fake.CreateKey()
-	writerKMS := &countingKMS{API: fake}
+	writerKMS := &kmstest.Counter{API: fake}
 	writer := newCodec(t, codec.Options{KMS: writerKMS, KeyID: arn, MaxPayloadsPerDataKey: perDataKey})
-	readerKMS := &countingKMS{API: fake}
+	readerKMS := &kmstest.Counter{API: fake}
 	reader := newCodec(t, codec.Options{KMS: readerKMS, KeyID: arn, DecryptCacheSize: readerKeyCache})
 
 	type batch struct{ in, enc []*commonpb.Payload }
@@ -124,12 +124,12 @@ func TestSixtyFourGoroutinesShareOneCodecForTwoSeconds(t *testing.T) {
 		{"writer: payloads passed through", w.PayloadsPassedThrough, plain.Load()},
 		{"writer: encrypt cache hits and misses", w.EncryptCacheHits + w.EncryptCacheMisses, encoded.Load()},
 		{"writer: decrypt cache hits and misses", w.DecryptCacheHits + w.DecryptCacheMisses, writerDecoded.Load()},
-		{"writer: GenerateDataKey calls, against KMS", w.GenerateDataKeyCalls, uint64(writerKMS.generate.Load())},
-		{"writer: Decrypt calls, against KMS", w.DecryptCalls, uint64(writerKMS.decrypt.Load())},
+		{"writer: GenerateDataKey calls, against KMS", w.GenerateDataKeyCalls, uint64(writerKMS.GenerateDataKeyCalls.Load())},
+		{"writer: Decrypt calls, against KMS", w.DecryptCalls, uint64(writerKMS.DecryptCalls.Load())},
 		{"writer: DescribeKey calls", w.DescribeKeyCalls, 0},
 		{"reader: payloads decoded", r.PayloadsDecoded, readerDecoded.Load()},
 		{"reader: decrypt cache hits and misses", r.DecryptCacheHits + r.DecryptCacheMisses, readerDecoded.Load()},
-		{"reader: Decrypt calls, against KMS", r.DecryptCalls, uint64(readerKMS.decrypt.Load())},
+		{"reader: Decrypt calls, against KMS", r.DecryptCalls, uint64(readerKMS.DecryptCalls.Load())},
 		{"reader: GenerateDataKey calls", r.GenerateDataKeyCalls, 0},
 		{"KMS failures", w.KMSFailures + r.KMSFailures, 0},
 	}

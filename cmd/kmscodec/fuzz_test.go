@@ -24,45 +24,18 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync/atomic"
 	"testing"
 
-	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 	commonpb "go.temporal.io/api/common/v1"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/temporal-kms/kmscodec/codec"
 	"github.com/temporal-kms/kmscodec/envelope"
-	kmsapi "github.com/temporal-kms/kmscodec/kms"
+	"github.com/temporal-kms/kmscodec/kms/kmstest"
 )
 
 var updateSeeds = flag.Bool("update-seeds", false, "rewrite the seed corpora in testdata/fuzz/ from the fixtures and edge cases")
-
-// countingKMS passes calls on and counts them.
-type countingKMS struct {
-	kmsapi.API
-	generate, decrypt, describe atomic.Int64
-}
-
-func (k *countingKMS) GenerateDataKey(ctx context.Context, in *awskms.GenerateDataKeyInput, opts ...func(*awskms.Options)) (*awskms.GenerateDataKeyOutput, error) {
-	k.generate.Add(1)
-	return k.API.GenerateDataKey(ctx, in, opts...)
-}
-
-func (k *countingKMS) Decrypt(ctx context.Context, in *awskms.DecryptInput, opts ...func(*awskms.Options)) (*awskms.DecryptOutput, error) {
-	k.decrypt.Add(1)
-	return k.API.Decrypt(ctx, in, opts...)
-}
-
-func (k *countingKMS) DescribeKey(ctx context.Context, in *awskms.DescribeKeyInput, opts ...func(*awskms.Options)) (*awskms.DescribeKeyOutput, error) {
-	k.describe.Add(1)
-	return k.API.DescribeKey(ctx, in, opts...)
-}
-
-func (k *countingKMS) calls() int64 {
-	return k.generate.Load() + k.decrypt.Load() + k.describe.Load()
-}
 
 // allocatedBy returns how many heap bytes f allocates.
 func allocatedBy(f func()) uint64 {
@@ -191,7 +164,7 @@ func FuzzServeDecode(f *testing.F) {
 	discard := slog.New(slog.NewTextHandler(io.Discard, nil))
 
 	f.Fuzz(func(t *testing.T, mode uint8, namespace string, reqBody []byte) {
-		kms := &countingKMS{API: fake}
+		kms := &kmstest.Counter{API: fake}
 		c, err := codec.New(codec.Options{KMS: kms, KeyID: newKeyARN, DecryptKeyIDs: []string{oldKeyARN}, DecryptCacheSize: 64})
 		if err != nil {
 			t.Fatal(err)
@@ -254,8 +227,8 @@ func FuzzServeDecode(f *testing.F) {
 			if status < 400 || status >= 500 {
 				t.Fatalf("status %d for a request that is not valid (body: %v, namespace valid: %v)", status, parseErr, validNS)
 			}
-			if kms.calls() != 0 {
-				t.Fatalf("%d KMS calls for a request that is not valid", kms.calls())
+			if kms.Total() != 0 {
+				t.Fatalf("%d KMS calls for a request that is not valid", kms.Total())
 			}
 			return
 		}
@@ -267,9 +240,9 @@ func FuzzServeDecode(f *testing.F) {
 		refused, wrappedKeys := decodeRequestShape(msg.Payloads, namespace)
 		// KMS is asked only about well-formed payloads under allowed keys
 		// (those before a refused one in the batch, at most), once each.
-		if kms.generate.Load() != 0 || kms.describe.Load() != 0 || kms.decrypt.Load() > int64(wrappedKeys) {
+		if kms.GenerateDataKeyCalls.Load() != 0 || kms.DescribeKeyCalls.Load() != 0 || kms.DecryptCalls.Load() > int64(wrappedKeys) {
 			t.Fatalf("%d GenerateDataKey, %d DescribeKey and %d Decrypt calls to decode %d distinct well-formed wrapped keys",
-				kms.generate.Load(), kms.describe.Load(), kms.decrypt.Load(), wrappedKeys)
+				kms.GenerateDataKeyCalls.Load(), kms.DescribeKeyCalls.Load(), kms.DecryptCalls.Load(), wrappedKeys)
 		}
 		if refused != "" {
 			if status < 400 || status >= 500 {
@@ -348,10 +321,10 @@ func answerPayloads(t *testing.T, respBody []byte, n int) []*commonpb.Payload {
 
 // checkEncodeAnswer checks /encode's answer to in: encrypted payloads,
 // bound to namespace, that decode back to in.
-func checkEncodeAnswer(t *testing.T, c *codec.Codec, namespace string, in []*commonpb.Payload, status int, respBody []byte, kms *countingKMS) {
+func checkEncodeAnswer(t *testing.T, c *codec.Codec, namespace string, in []*commonpb.Payload, status int, respBody []byte, kms *kmstest.Counter) {
 	t.Helper()
-	if kms.decrypt.Load() != 0 {
-		t.Fatalf("%d Decrypt calls to encode", kms.decrypt.Load())
+	if kms.DecryptCalls.Load() != 0 {
+		t.Fatalf("%d Decrypt calls to encode", kms.DecryptCalls.Load())
 	}
 	if status != http.StatusOK {
 		return
@@ -437,7 +410,7 @@ func FuzzDecodeHistory(f *testing.F) {
 			t.Fatal(err)
 		}
 
-		kms := &countingKMS{API: fake}
+		kms := &kmstest.Counter{API: fake}
 		c, err := codec.New(codec.Options{KMS: kms, DecryptKeyIDs: []string{oldKeyARN, newKeyARN}, DisableEncryption: true, DecryptCacheSize: 64})
 		if err != nil {
 			t.Fatal(err)
@@ -467,11 +440,11 @@ func FuzzDecodeHistory(f *testing.F) {
 		if !json.Valid(out) {
 			t.Fatal("the output is not valid JSON")
 		}
-		if !mustAsk && kms.calls() != 0 {
-			t.Fatalf("%d KMS calls for payloads that all fail before KMS", kms.calls())
+		if !mustAsk && kms.Total() != 0 {
+			t.Fatalf("%d KMS calls for payloads that all fail before KMS", kms.Total())
 		}
-		if kms.generate.Load() != 0 || kms.decrypt.Load() > int64(wrappedKeys) {
-			t.Fatalf("%d GenerateDataKey and %d Decrypt calls for %d distinct wrapped keys", kms.generate.Load(), kms.decrypt.Load(), wrappedKeys)
+		if kms.GenerateDataKeyCalls.Load() != 0 || kms.DecryptCalls.Load() > int64(wrappedKeys) {
+			t.Fatalf("%d GenerateDataKey and %d Decrypt calls for %d distinct wrapped keys", kms.GenerateDataKeyCalls.Load(), kms.DecryptCalls.Load(), wrappedKeys)
 		}
 
 		// Read back, the output has a payload where the input had one,

@@ -233,3 +233,25 @@ func TestHandlerWithTheSDKClient(t *testing.T) {
 		t.Errorf("%d calls reached the KMS, want 6", n)
 	}
 }
+
+func TestCounterCountsEveryCallItPassesOn(t *testing.T) {
+	k := kmstest.New()
+	arn := k.CreateKey()
+	c := &kmstest.Counter{API: k}
+	g := generate(t, c, arn, ctxNS)
+	if _, err := decrypt(c, arn, g.CiphertextBlob, ctxNS); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := decrypt(c, arn, g.CiphertextBlob, nil); err == nil {
+		t.Fatal("Decrypt with the wrong context succeeded")
+	}
+	if _, err := c.DescribeKey(context.Background(), &awskms.DescribeKeyInput{KeyId: aws.String(arn)}); err != nil {
+		t.Fatal(err)
+	}
+	if c.GenerateDataKeyCalls.Load() != 1 || c.DecryptCalls.Load() != 2 || c.DescribeKeyCalls.Load() != 1 || c.Total() != 4 {
+		t.Fatalf("counted %d GenerateDataKey, %d Decrypt, %d DescribeKey, %d in all", c.GenerateDataKeyCalls.Load(), c.DecryptCalls.Load(), c.DescribeKeyCalls.Load(), c.Total())
+	}
+	if int64(k.TotalCalls()) != c.Total() {
+		t.Fatalf("the wrapped KMS saw %d calls, the counter %d", k.TotalCalls(), c.Total())
+	}
+}
