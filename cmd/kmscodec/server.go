@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -92,7 +93,8 @@ func newServer(c *codec.Codec, auth authenticator, cfg serverConfig, log *slog.L
 			s.allowed[ns] = true
 		}
 	}
-	// CORS wraps everything so that preflights are answered before
+	// CORS runs inside the access log and metrics, so that preflights,
+	// refused ones too, are logged and counted, and before routing and
 	// authentication (browsers send no Authorization on a preflight).
 	// Origins are exact: never "*", and so never "*" with credentials.
 	s.handler = cors.New(cors.Options{
@@ -101,13 +103,21 @@ func newServer(c *codec.Codec, auth authenticator, cfg serverConfig, log *slog.L
 		AllowedHeaders:   []string{"Authorization", "Authorization-Extras", "Content-Type", "X-Namespace"},
 		AllowCredentials: cfg.CORSAllowCredentials,
 		MaxAge:           600,
-	}).Handler(http.HandlerFunc(s.serveHTTP))
+	}).Handler(http.HandlerFunc(s.routed))
 	return s
 }
 
-// ServeHTTP implements http.Handler.
-func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	s.handler.ServeHTTP(w, r)
+// requestLogKey carries a request's *requestLog through the CORS handler.
+type requestLogKey struct{}
+
+// routed routes a request that is not a CORS preflight.
+func (s *server) routed(w http.ResponseWriter, r *http.Request) {
+	rec := r.Context().Value(requestLogKey{}).(*requestLog)
+	rec.route = "other"
+	if err := s.route(w, r, rec); err != nil {
+		rec.err = err
+		writeJSONError(w, err)
+	}
 }
 
 // requestLog is what the access log says about one request, filled in as
@@ -140,13 +150,16 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	return w.ResponseWriter.Write(b)
 }
 
-func (s *server) serveHTTP(rw http.ResponseWriter, r *http.Request) {
+// ServeHTTP implements http.Handler: it handles the request and writes
+// its access log line and metrics.
+func (s *server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	w := &statusWriter{ResponseWriter: rw}
-	rec := &requestLog{route: "other"}
-	if err := s.route(w, r, rec); err != nil {
-		rec.err = err
-		writeJSONError(w, err)
+	// The CORS handler answers preflights itself; routed renames the rest.
+	rec := &requestLog{route: "preflight"}
+	s.handler.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestLogKey{}, rec)))
+	if w.status == 0 {
+		w.status = http.StatusOK
 	}
 	elapsed := time.Since(start)
 	s.metrics.observe(rec.route, w.status, elapsed)
@@ -157,6 +170,11 @@ func (s *server) serveHTTP(rw http.ResponseWriter, r *http.Request) {
 		slog.Int("status", w.status),
 		slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
 		slog.String("remote", r.RemoteAddr),
+	}
+	if rec.route == "preflight" {
+		// Whether the browser may go on shows in the answer's headers.
+		attrs = append(attrs, slog.String("origin", r.Header.Get("Origin")),
+			slog.Bool("origin_allowed", w.Header().Get("Access-Control-Allow-Origin") != ""))
 	}
 	if rec.namespace != "" {
 		attrs = append(attrs, slog.String("namespace", rec.namespace))

@@ -509,6 +509,37 @@ func TestCORS(t *testing.T) {
 	}
 }
 
+// TestPreflightsAreLoggedAndCounted: a refused preflight is the trace of a
+// page on another origin trying the server, so operators see it.
+func TestPreflightsAreLoggedAndCounted(t *testing.T) {
+	const ui = "https://temporal.example.com"
+	srv := startServer(t, newFakeKMS(newKeyARN), staticAuth(t), serverConfig{CORSOrigins: []string{ui}})
+	for _, origin := range []string{ui, "https://evil.example.net"} {
+		req, err := http.NewRequest(http.MethodOptions, srv.url+"/default/decode", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Origin", origin)
+		req.Header.Set("Access-Control-Request-Method", "POST")
+		if r := do(t, req); r.status >= 300 {
+			t.Fatalf("preflight from %s: status %d", origin, r.status)
+		}
+	}
+	logs := srv.logs.String()
+	for _, want := range []string{
+		`"route":"preflight","status":204`,
+		`"origin":"https://temporal.example.com","origin_allowed":true`,
+		`"origin":"https://evil.example.net","origin_allowed":false`,
+	} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("access log lacks %s:\n%s", want, logs)
+		}
+	}
+	if n := testutil.ToFloat64(srv.metrics.requests.WithLabelValues("preflight", "204")); n != 2 {
+		t.Errorf("%v preflights counted, want 2", n)
+	}
+}
+
 // TestHealthz: probes need no token.
 func TestHealthz(t *testing.T) {
 	srv := startServer(t, mocks.NewMockAPI(gomock.NewController(t)), staticAuth(t), serverConfig{})
