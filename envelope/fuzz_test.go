@@ -11,7 +11,6 @@ package envelope
 import (
 	"bytes"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -24,7 +23,6 @@ import (
 	"testing"
 
 	commonpb "go.temporal.io/api/common/v1"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
@@ -97,33 +95,17 @@ func loadFuzzVectors(tb testing.TB) fuzzVectors {
 		if err != nil {
 			tb.Fatal(err)
 		}
-		var fields struct {
-			DataKey   string          `json:"data_key"`
-			Input     json.RawMessage `json:"input"`
-			Plaintext string          `json:"plaintext"`
-			Sealed    json.RawMessage `json:"sealed"`
-		}
+		var fields vector
 		if err := json.Unmarshal(raw, &fields); err != nil {
 			tb.Fatalf("%s: %v", file, err)
 		}
-		if v.dataKey, err = hex.DecodeString(fields.DataKey); err != nil {
-			tb.Fatalf("%s: %v", file, err)
-		}
-		sealed := &commonpb.Payload{}
-		if err := protojson.Unmarshal(fields.Sealed, sealed); err != nil {
-			tb.Fatalf("%s: %v", file, err)
-		}
+		v.dataKey = mustHex(tb, fields.DataKey)
+		sealed := payloadFromJSON(tb, fields.Sealed)
 		name := strings.TrimSuffix(filepath.Base(file), ".json")
 		v.sealed[name] = sealed
 		if strings.HasPrefix(name, "good_") {
-			input := &commonpb.Payload{}
-			if err := protojson.Unmarshal(fields.Input, input); err != nil {
-				tb.Fatalf("%s: %v", file, err)
-			}
-			v.opens[authenticated(sealed)] = input
-			if v.plaintexts[name], err = hex.DecodeString(fields.Plaintext); err != nil {
-				tb.Fatalf("%s: %v", file, err)
-			}
+			v.opens[authenticated(sealed)] = payloadFromJSON(tb, fields.Input)
+			v.plaintexts[name] = mustHex(tb, fields.Plaintext)
 		}
 	}
 	return v

@@ -142,7 +142,7 @@ func checkGood(t *testing.T, v vector, sealed *commonpb.Payload) {
 	}
 }
 
-func payloadFromJSON(t *testing.T, raw json.RawMessage) *commonpb.Payload {
+func payloadFromJSON(t testing.TB, raw json.RawMessage) *commonpb.Payload {
 	t.Helper()
 	p := &commonpb.Payload{}
 	if err := protojson.Unmarshal(raw, p); err != nil {
@@ -151,7 +151,7 @@ func payloadFromJSON(t *testing.T, raw json.RawMessage) *commonpb.Payload {
 	return p
 }
 
-func mustHex(t *testing.T, s string) []byte {
+func mustHex(t testing.TB, s string) []byte {
 	t.Helper()
 	b, err := hex.DecodeString(s)
 	if err != nil {
