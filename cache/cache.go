@@ -91,6 +91,23 @@ func (e *KMSError) Transient() bool {
 	return apiErr.ErrorFault() != smithy.FaultClient
 }
 
+// RefusedCiphertext reports whether KMS answered a Decrypt by refusing the
+// wrapped data key itself (InvalidCiphertextException, or
+// IncorrectKeyException for a blob made under another key): the payload
+// that carries it was altered or does not belong to the key and context
+// it names. Retrying cannot help, and KMS is not at fault.
+func (e *KMSError) RefusedCiphertext() bool {
+	var apiErr smithy.APIError
+	if e.Op != "Decrypt" || !errors.As(e.Err, &apiErr) {
+		return false
+	}
+	switch apiErr.ErrorCode() {
+	case "InvalidCiphertextException", "IncorrectKeyException":
+		return true
+	}
+	return false
+}
+
 // ErrInvalidResponse means KMS answered a call with something unusable: a
 // plaintext data key that is not 32 bytes, or a key ARN other than the
 // one asked for.

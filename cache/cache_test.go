@@ -556,6 +556,30 @@ func TestTransientClassification(t *testing.T) {
 	}
 }
 
+func TestRefusedCiphertextClassification(t *testing.T) {
+	tests := []struct {
+		op      string
+		err     error
+		refused bool
+	}{
+		{"Decrypt", &types.InvalidCiphertextException{}, true},
+		{"Decrypt", &types.IncorrectKeyException{}, true},
+		{"Decrypt", &smithy.GenericAPIError{Code: "InvalidCiphertextException", Fault: smithy.FaultClient}, true},
+		{"Decrypt", &smithy.GenericAPIError{Code: "AccessDeniedException", Fault: smithy.FaultClient}, false},
+		{"Decrypt", &types.DisabledException{}, false},
+		{"Decrypt", &types.KMSInternalException{}, false},
+		{"Decrypt", context.DeadlineExceeded, false},
+		{"GenerateDataKey", &types.InvalidCiphertextException{}, false},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%s %T", tt.op, tt.err), func(t *testing.T) {
+			if got := (&KMSError{Op: tt.op, Err: tt.err}).RefusedCiphertext(); got != tt.refused {
+				t.Fatalf("RefusedCiphertext() = %v, want %v", got, tt.refused)
+			}
+		})
+	}
+}
+
 func TestAddedKeysNeedNoKMSCall(t *testing.T) {
 	m := mocks.NewMockAPI(gomock.NewController(t)) // any call fails the test
 	c, _ := NewDecryptionKeys(m, DecryptionOptions{})

@@ -46,13 +46,6 @@ func errorf(status int, code, format string, args ...any) *apiError {
 	return &apiError{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
-// refusesCiphertext are the AWS error codes with which KMS refuses the
-// wrapped key a Decrypt was given, rather than failing to decrypt it.
-var refusesCiphertext = map[string]bool{
-	"InvalidCiphertextException": true,
-	"IncorrectKeyException":      true,
-}
-
 // codecError turns an error of codec.Encode or Decode into what the
 // client is told. KMS failures are the server's upstream failing (502),
 // except KMS refusing a payload's wrapped key; everything else is about
@@ -72,7 +65,7 @@ func codecError(err error) *apiError {
 		} else if errors.Is(kmsErr.Err, context.DeadlineExceeded) {
 			code = "timeout"
 		}
-		if kmsErr.Op == "Decrypt" && refusesCiphertext[code] {
+		if kmsErr.RefusedCiphertext() {
 			// KMS answered, and its answer is that the payload's wrapped
 			// key is not one it made under that key and context: the
 			// payload is at fault, not KMS.
