@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -228,20 +227,7 @@ func TestCodecServerLoad(t *testing.T) {
 	_, _ = rand.Read(tokenBytes)
 	token := hex.EncodeToString(tokenBytes)
 
-	noAWSFiles := filepath.Join(t.TempDir(), "none")
-	srv := harness.StartCodecServer(t, []string{
-		"KMSCODEC_AUTH_TOKEN=" + token,
-		"AWS_ACCESS_KEY_ID=AKIDLOADTEST",
-		"AWS_SECRET_ACCESS_KEY=load-test-secret",
-		"AWS_SESSION_TOKEN=",
-		"AWS_PROFILE=",
-		"AWS_CONFIG_FILE=" + noAWSFiles,
-		"AWS_SHARED_CREDENTIALS_FILE=" + noAWSFiles,
-		"AWS_EC2_METADATA_DISABLED=true",
-	},
-		"--kms-endpoint", k.URL,
-		"--region", harness.Region,
-		"--key-id", keyARN,
+	srv := startKMSCodecServer(t, k, keyARN, []string{"KMSCODEC_AUTH_TOKEN=" + token},
 		"--metrics-listen", "127.0.0.1:0",
 		// Access logs of thousands of requests would measure the log.
 		"--log-level", "warn",
