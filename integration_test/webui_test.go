@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"fmt"
@@ -14,7 +13,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -59,7 +57,7 @@ func chromiumPath(t *testing.T) string {
 // test log unless the test fails.
 func startBrowser(t *testing.T, limit time.Duration) context.Context {
 	t.Helper()
-	out := &lockedBuffer{}
+	out := harness.NewTailBuffer(8 << 10)
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chromiumPath(t)),
 		chromedp.UserDataDir(t.TempDir()),
@@ -79,12 +77,12 @@ func startBrowser(t *testing.T, limit time.Duration) context.Context {
 		cancelAlloc() // waits for the browser to exit
 		cancelLimit()
 		if t.Failed() {
-			t.Logf("Chromium output (tail):\n%s", out.Tail(8<<10))
+			t.Logf("Chromium output (tail):\n%s", out.String())
 		}
 	})
 	// The first action starts the browser.
 	if err := chromedp.Do(browserCtx, chromedp.Navigate("about:blank")); err != nil {
-		t.Fatalf("start Chromium: %v\n%s", err, out.Tail(8<<10))
+		t.Fatalf("start Chromium: %v\n%s", err, out.String())
 	}
 	return browserCtx
 }
@@ -384,27 +382,4 @@ func saveScreenshot(t *testing.T, tab context.Context) {
 	}
 	abs, _ := filepath.Abs(screenshotPath)
 	t.Logf("screenshot of the decoded workflow page: %s", abs)
-}
-
-// lockedBuffer collects output written from several goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// Tail returns the last n bytes written.
-func (b *lockedBuffer) Tail(n int) string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	s := b.buf.String()
-	if len(s) > n {
-		s = s[len(s)-n:]
-	}
-	return strings.TrimSpace(s)
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -14,7 +15,7 @@ import (
 // combined output kept in memory (the last 64 KiB).
 type Process struct {
 	cmd    *exec.Cmd
-	output *tailBuffer
+	output *TailBuffer
 	exited chan struct{}
 	once   sync.Once
 	err    error
@@ -41,7 +42,7 @@ func StartProcess(t testing.TB, cmd *exec.Cmd) *Process {
 // LaunchProcess starts cmd in a process group of its own. The caller must
 // end it with Stop or Kill.
 func LaunchProcess(cmd *exec.Cmd) (*Process, error) {
-	p := &Process{cmd: cmd, output: newTailBuffer(64 << 10), exited: make(chan struct{})}
+	p := &Process{cmd: cmd, output: NewTailBuffer(64 << 10), exited: make(chan struct{})}
 	cmd.Stdout = p.output
 	cmd.Stderr = p.output
 	setProcessGroup(cmd)
@@ -86,4 +87,33 @@ func (p *Process) Stop(grace time.Duration) error {
 		}
 	})
 	return err
+}
+
+// TailBuffer keeps the last max bytes written to it, from any number of
+// goroutines: a child process's output, kept for a failing test's log.
+type TailBuffer struct {
+	mu  sync.Mutex
+	max int
+	buf []byte
+}
+
+// NewTailBuffer returns a TailBuffer that keeps max bytes.
+func NewTailBuffer(max int) *TailBuffer { return &TailBuffer{max: max} }
+
+// Write keeps the end of what was written so far and p.
+func (b *TailBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf = append(b.buf, p...)
+	if len(b.buf) > b.max {
+		b.buf = append(b.buf[:0], b.buf[len(b.buf)-b.max:]...)
+	}
+	return len(p), nil
+}
+
+// String returns what is kept, without surrounding white space.
+func (b *TailBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return strings.TrimSpace(string(b.buf))
 }
