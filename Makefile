@@ -87,3 +87,24 @@ bench: $(TEMPORAL)
 
 $(TEMPORAL):
 	GOBIN=$(dir $@) $(GO) install github.com/temporalio/cli/cmd/temporal@$(TEMPORAL_CLI_VERSION)
+
+## --- TypeScript (typescript/: the @temporal-kms/kmscodec npm package) ---
+## typescript-deps: npm ci (skipped while node_modules is newer than
+## package-lock.json) and the build into typescript/dist/, which holds the
+## cross-language program the integration tests run.
+## typescript-test: lint, type-check and the package's tests (vectors, KMS
+## faults, limits); typescript-lint: lint and type-check only.
+## bench-typescript: the codec against raw AES-256-GCM and a static-key codec.
+NPM ?= npm
+TS_DIR := $(CURDIR)/typescript
+.PHONY: typescript-deps typescript-test typescript-lint bench-typescript
+typescript-deps: $(TS_DIR)/node_modules/.package-lock.json
+	cd $(TS_DIR) && $(NPM) run --silent build
+$(TS_DIR)/node_modules/.package-lock.json: $(TS_DIR)/package-lock.json $(TS_DIR)/package.json
+	cd $(TS_DIR) && $(NPM) ci --no-audit --no-fund
+typescript-lint: typescript-deps
+	cd $(TS_DIR) && $(NPM) run --silent typecheck && $(NPM) run --silent lint
+typescript-test: typescript-lint
+	cd $(TS_DIR) && $(NPM) test
+bench-typescript: typescript-deps
+	cd $(TS_DIR) && $(NPM) run --silent bench
