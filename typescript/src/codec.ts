@@ -264,7 +264,9 @@ export class KMSCodec implements PayloadCodec {
           throw new UnencryptedPayloadError();
         }
         if (envelope !== undefined) {
-          await this.checkAllowed(envelope.keyArn);
+          if (!this.allowed.has(envelope.keyArn)) {
+            await this.checkResolved(envelope.keyArn);
+          }
           if (this.options.requireSameNamespace === true) {
             this.checkNamespace(envelope, context?.namespace ?? this.options.namespace);
           }
@@ -286,12 +288,9 @@ export class KMSCodec implements PayloadCodec {
     });
   }
 
-  // checkAllowed throws KeyNotAllowedError unless keyArn is the key the
-  // codec encrypts with or one of decryptKeyIds.
-  private async checkAllowed(keyArn: string): Promise<void> {
-    if (this.allowed.has(keyArn)) {
-      return;
-    }
+  // checkResolved throws KeyNotAllowedError unless keyArn, which is not a
+  // key ARN of the options, is the one the configured key ID stands for.
+  private async checkResolved(keyArn: string): Promise<void> {
     if (this.resolver !== undefined && (await this.resolver.arn()) === keyArn) {
       return;
     }
