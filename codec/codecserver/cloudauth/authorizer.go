@@ -83,6 +83,9 @@ func New(opts Options) (*Authorizer, error) {
 		}
 		a.api, a.close = c.CloudService(), c.Close
 	}
+	// The client holds the key now; the Authorizer keeps no copy that a
+	// debug print of it could show.
+	a.opts.APIKey = ""
 	return a, nil
 }
 

@@ -3,6 +3,7 @@ package cloudauth
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"strings"
@@ -58,6 +59,20 @@ type Options struct {
 	// time.Now; tests set it.
 	Clock func() time.Time
 }
+
+// String describes the options without the API key, so that logging
+// them is safe.
+func (o Options) String() string {
+	key := "unset"
+	if o.APIKey != "" {
+		key = "set"
+	}
+	return fmt.Sprintf("cloudauth.Options{Endpoint: %q, APIKey: %s, TTL: %v, UnknownUserTTL: %v, Timeout: %v, MaxEntries: %d, Insecure: %v, Client: %v}",
+		o.Endpoint, key, o.TTL, o.UnknownUserTTL, o.Timeout, o.MaxEntries, o.Insecure, o.Client != nil)
+}
+
+// LogValue is String for log/slog.
+func (o Options) LogValue() slog.Value { return slog.StringValue(o.String()) }
 
 // maxAPIKeyBytes bounds what is read as an API key from a file.
 const maxAPIKeyBytes = 4096

@@ -1,8 +1,11 @@
 package cloudauth_test
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -89,5 +92,25 @@ func TestAPIKeyFromFile(t *testing.T) {
 	}
 	if _, err := cloudauth.APIKeyFromFile(write("huge", strings.Repeat("k", 5000))); err == nil || strings.Contains(err.Error(), "kkkk") {
 		t.Errorf("oversized file: %v, want an error without its content", err)
+	}
+}
+
+func TestOptionsAndAuthorizerNeverPrintTheAPIKey(t *testing.T) {
+	const key = "secret-key-value-42"
+	opts := cloudauth.Options{APIKey: key}
+	var logged bytes.Buffer
+	slog.New(slog.NewTextHandler(&logged, nil)).Info("starting", "cloud", opts)
+	a, err := cloudauth.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	for _, s := range []string{fmt.Sprint(opts), fmt.Sprintf("%+v", opts), fmt.Sprintf("%+v", a), fmt.Sprintf("%#v", a), logged.String()} {
+		if strings.Contains(s, key) {
+			t.Errorf("printed %q", s)
+		}
+	}
+	if !strings.Contains(fmt.Sprint(opts), "APIKey: set") {
+		t.Errorf("String() = %q, want it to say the key is set", opts)
 	}
 }
