@@ -16,6 +16,11 @@ import (
 // DefaultEndpoint is the Temporal Cloud Operations API.
 const DefaultEndpoint = "saas-api.tmprl.cloud:443"
 
+// EmailClaim is the claim of the access tokens Temporal Cloud gives its
+// Web UI that holds the signed-in user's email: the identity to pass to
+// AuthorizeNamespace once the token's signature is verified.
+const EmailClaim = "https://saas-api.tmprl.cloud/user/email"
+
 // Options configure an Authorizer. Zero values take the defaults given.
 type Options struct {
 	// Endpoint is the host:port of the Cloud Operations API. Default
