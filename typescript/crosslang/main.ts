@@ -77,14 +77,20 @@ async function runStarter(): Promise<void> {
 async function runOne(client: Client, taskQueue: string, id: string): Promise<CrossLanguageResult> {
   const input: CrossLanguageInput = { id, secret: `s3cret-${id}` };
   const handle = await client.workflow.start('CrossLanguageWorkflow', { taskQueue, workflowId: id, args: [input] });
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    const progress = await handle.query<string>('progress');
-    if (progress === 'waiting') {
-      break;
+  // A query fails while no worker has picked the workflow up yet (the
+  // server gives up waiting), so failures are retried until the deadline.
+  const deadline = Date.now() + 4 * 60_000;
+  for (let last: unknown; ; ) {
+    try {
+      last = await handle.query<string>('progress');
+      if (last === 'waiting') {
+        break;
+      }
+    } catch (err) {
+      last = err;
     }
     if (Date.now() > deadline) {
-      throw new Error(`${id}: query progress still answers ${JSON.stringify(progress)}`);
+      throw new Error(`${id}: query progress did not answer "waiting" (last: ${String(last)})`);
     }
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
