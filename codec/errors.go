@@ -12,8 +12,8 @@ import (
 var (
 	// ErrMalformedPayload: a payload marked kms-envelope-v1 has a missing,
 	// empty or oversized field, data too short to hold an envelope, or an
-	// encryption context that is not a JSON object of strings. No KMS
-	// call is made for it.
+	// encryption context that is not a JSON object of strings in the
+	// canonical encoding (docs/FORMAT.md). No KMS call is made for it.
 	ErrMalformedPayload = envelope.ErrMalformed
 
 	// ErrAuthenticationFailed: the key commitment or the AES-GCM tag did
