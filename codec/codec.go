@@ -57,9 +57,11 @@ type Options struct {
 	EncryptionContext map[string]string
 
 	// Namespace is the Temporal namespace put in the encryption context
-	// when the SDK does not say which namespace a payload belongs to. The
-	// SDK says so for workflow and activity payloads, so this mostly
-	// matters for a codec used on its own. Default: none.
+	// when the SDK does not say which namespace a payload belongs to: the
+	// payloads of Nexus operations (whose serialization context names no
+	// namespace), a schedule's memo, and everything a codec used on its
+	// own encodes. Set it to the namespace the client or worker connects
+	// to. Default: none, and those payloads are bound to no namespace.
 	Namespace string
 
 	// DataKeyMaxAge is how long a generated data key is used for new
@@ -105,8 +107,9 @@ type Options struct {
 	// a payload copied into this namespace's history from another
 	// namespace's from being decrypted by this namespace's workers.
 	// Payloads that name no namespace still decode. Off by default because
-	// some payloads legitimately cross namespaces, such as the input and
-	// result of a Nexus operation handled in another namespace.
+	// some payloads legitimately cross namespaces: the input and result of
+	// a Nexus operation handled in another namespace name the namespace
+	// that wrote them (see WithSerializationContext).
 	RequireSameNamespace bool
 
 	// DisableEncryption makes Encode pass payloads through unchanged while
@@ -224,25 +227,60 @@ func New(opts Options) (*Codec, error) {
 
 // WithNamespace returns a view of c that binds new data keys to namespace
 // (in the encryption context under NamespaceContextKey). It shares c's
-// caches and counters.
+// caches and counters. An empty namespace leaves c as it is.
 func (c *Codec) WithNamespace(namespace string) *Codec {
-	if namespace == "" || namespace == c.scope.EncryptionContext[NamespaceContextKey] {
+	if namespace == "" {
+		return c
+	}
+	return c.view(namespace)
+}
+
+// view returns the view of c's Codec bound to namespace, c itself if c
+// is that view.
+func (c *Codec) view(namespace string) *Codec {
+	if namespace == c.scope.EncryptionContext[NamespaceContextKey] {
 		return c
 	}
 	return &Codec{shared: c.shared, scope: c.scopeFor(namespace)}
 }
 
 // WithSerializationContext implements
-// converter.PayloadCodecWithSerializationContext: the SDK calls it with
-// the namespace of the workflow or activity whose payloads follow.
+// converter.PayloadCodecWithSerializationContext. The SDK calls it before
+// the payloads of a workflow, an activity or a Nexus operation, and the
+// payloads that follow are bound to:
+//
+//   - for a workflow or activity context, the namespace it names, the
+//     namespace the workflow or activity runs in;
+//   - for a Nexus context, Options.Namespace. The SDK's Nexus context names
+//     the endpoint, service and operation but no namespace. The codec
+//     binds what it writes to its own namespace, the namespace of the
+//     client or worker doing the writing: on the caller's side the
+//     operation's input is bound to the caller's namespace, on the
+//     handler's side the result (and the result of a workflow the handler
+//     started) to the handler's. So a payload always names the namespace
+//     that wrote it, and KMS logs which namespace asked for each key.
+//     Decoding needs no namespace, so the other side reads it; but with
+//     RequireSameNamespace it refuses a payload written in another
+//     namespace, so a Nexus operation across namespaces needs that option
+//     off on both sides;
+//   - for any other context, or one naming no namespace, Options.Namespace.
+//
+// With Options.Namespace empty, payloads of the last two kinds name no
+// namespace (see docs/SECURITY.md).
 func (c *Codec) WithSerializationContext(ctx converter.SerializationContext) converter.PayloadCodec {
+	namespace := ""
 	switch ctx := ctx.(type) {
 	case converter.WorkflowSerializationContext:
-		return c.WithNamespace(ctx.Namespace)
+		namespace = ctx.Namespace
 	case converter.ActivitySerializationContext:
-		return c.WithNamespace(ctx.Namespace)
+		namespace = ctx.Namespace
+	case converter.NexusSerializationContext:
+		// Names no namespace: bound to the codec's own, as described above.
 	}
-	return c
+	if namespace == "" {
+		namespace = c.opts.Namespace
+	}
+	return c.view(namespace)
 }
 
 // Encode encrypts each payload into a kms-envelope-v1 payload. It fails
