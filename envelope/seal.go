@@ -74,9 +74,7 @@ func (k *Key) Seal(p *commonpb.Payload, random io.Reader) (*commonpb.Payload, er
 	// One buffer holds salt, commitment, and the marshalled payload, which
 	// is then encrypted in place and gains its tag: no copy of the
 	// plaintext is made.
-	size := payloadSize(p)
-	data := make([]byte, SaltSize+CommitmentSize, SaltSize+CommitmentSize+size+TagSize)
-	data, err := marshalAppend(data, p, size)
+	data, err := marshalForSeal(p)
 	if err != nil {
 		return nil, fmt.Errorf("envelope: marshal payload: %w", err)
 	}
