@@ -161,8 +161,3 @@ const keyARNInAAD = len(Format) + 4
 func (k *Key) Identity() string {
 	return k.identity
 }
-
-// KeyARN returns the ARN of the master key that wrapped the data key.
-func (k *Key) KeyARN() string {
-	return string(k.keyARN)
-}
