@@ -305,8 +305,9 @@ func (c *Codec) view(namespace string) *Codec {
 //     binds what it writes to its own namespace, the namespace of the
 //     client or worker doing the writing: on the caller's side the
 //     operation's input is bound to the caller's namespace, on the
-//     handler's side the result (and the result of a workflow the handler
-//     started) to the handler's. So a payload always names the namespace
+//     handler's side a synchronous operation's result to the handler's.
+//     (A workflow-run operation's result is its workflow's, bound by the
+//     workflow's context to the handler's namespace too.) So a payload always names the namespace
 //     that wrote it, and KMS logs which namespace asked for each key.
 //     Decoding needs no namespace, so the other side reads it; but with
 //     RequireSameNamespace it refuses a payload written in another
