@@ -299,33 +299,49 @@ export class DecryptionKeys {
  * (DescribeKey) and kept for a limited time. A key ARN resolves to itself.
  */
 export class KeyResolver {
-  private current: { arn: string; expires: number } | undefined;
+  // The last answer, or the last failure, until it expires.
+  private current: { arn: string; expires: number } | { error: KMSError; expires: number } | undefined;
   private readonly flight = new SingleFlight<string>();
 
   constructor(
     private readonly kms: KMS,
     private readonly keyId: string,
-    private readonly ttlMs: number,
+    private readonly ttl: { ttlMs: number; failureTtlMs: number },
     private readonly clock: Clock,
   ) {}
 
-  /** The key ARN the key ID stands for now. */
+  /**
+   * The key ARN the key ID stands for now. A failed DescribeKey is
+   * remembered for failureTtlMs, so that during an outage every payload
+   * does not wait for its own failed call.
+   */
   async arn(): Promise<string> {
     if (isKeyArn(this.keyId)) {
       return this.keyId;
     }
-    if (this.current !== undefined && this.clock() < this.current.expires) {
-      return this.current.arn;
+    const current = this.current;
+    if (current !== undefined && this.clock() < current.expires) {
+      if ('error' in current) {
+        throw new KMSError(current.error.operation, current.error.keyId, current.error.cause);
+      }
+      return current.arn;
     }
     return this.flight.do('', async () => {
-      const arn = await this.kms.describeKeyArn(this.keyId);
-      this.observe(arn);
-      return arn;
+      try {
+        const arn = await this.kms.describeKeyArn(this.keyId);
+        this.observe(arn);
+        return arn;
+      } catch (err) {
+        if (err instanceof KMSError && this.ttl.failureTtlMs > 0) {
+          this.current = { error: err, expires: this.clock() + this.ttl.failureTtlMs };
+        }
+        throw err;
+      }
     });
   }
 
   /** Records `arn` as what the key ID stands for now, as GenerateDataKey reports it. */
   observe(arn: string): void {
-    this.current = { arn, expires: this.clock() + this.ttlMs };
+    this.current = { arn, expires: this.clock() + this.ttl.ttlMs };
   }
 }

@@ -12,9 +12,11 @@ import { DecryptionKeys, EncryptionKeys, KeyResolver, Scope, type Clock } from '
 import { marshalContext, type EncryptionContext } from './context';
 import { MAX_CONTEXT_SIZE, SealingKey, marshalPayload, parseEnvelope, type Envelope } from './envelope';
 import {
+  InvalidOptionsError,
   KMSCodecError,
   KeyNotAllowedError,
   NamespaceMismatchError,
+  NilPayloadError,
   UnencryptedPayloadError,
 } from './errors';
 import { KMS, type KMSCallCounter } from './kms';
@@ -132,6 +134,8 @@ export const DEFAULTS = Object.freeze({
   /** How long a KMS refusal of a wrapped key is remembered. */
   negativeCacheTtl: 10_000,
   negativeCacheSize: 1024,
+  /** How long a failed DescribeKey of the configured alias is returned without asking KMS again. */
+  resolveFailureTtl: 5_000,
   /** How many scopes (in practice, namespaces) hold a data key at once. */
   maxScopes: 1024,
 });
@@ -158,16 +162,16 @@ export class KMSCodec implements PayloadCodec {
   constructor(options: KMSCodecOptions) {
     const keyId = options.keyId ?? '';
     if (typeof options.kms !== 'object') {
-      throw new TypeError('kmscodec: options.kms is required');
+      throw new InvalidOptionsError('options.kms is required');
     }
     if (keyId === '' && options.disableEncryption !== true) {
-      throw new TypeError('kmscodec: options.keyId is required unless disableEncryption is set');
+      throw new InvalidOptionsError('options.keyId is required unless options.disableEncryption is set');
     }
     this.encryptionContext = validateContext(options.encryptionContext ?? {});
     const allowed = new Set<string>();
     for (const id of options.decryptKeyIds ?? []) {
       if (!isKeyArn(id)) {
-        throw new TypeError(`kmscodec: options.decryptKeyIds: ${JSON.stringify(id)} is not a key ARN`);
+        throw new InvalidOptionsError(`options.decryptKeyIds: ${JSON.stringify(id)} is not a key ARN`);
       }
       allowed.add(id);
     }
@@ -200,7 +204,8 @@ export class KMSCodec implements PayloadCodec {
       clock,
       (keyArn, plaintext, wrapped, scope) => this.prepare(keyArn, plaintext, wrapped, scope),
     );
-    this.resolver = keyId === '' ? undefined : new KeyResolver(kms, keyId, maxAge, clock);
+    this.resolver =
+      keyId === '' ? undefined : new KeyResolver(kms, keyId, { ttlMs: maxAge, failureTtlMs: DEFAULTS.resolveFailureTtl }, clock);
   }
 
   /**
@@ -216,6 +221,9 @@ export class KMSCodec implements PayloadCodec {
     const out: Payload[] = [];
     for (const [i, payload] of payloads.entries()) {
       try {
+        if ((payload as Payload | null | undefined) == null) {
+          throw new NilPayloadError();
+        }
         const plaintext = marshalPayload(payload);
         const key =
           this.encryptionKeys.tryGet(scope, plaintext.length) ?? (await this.encryptionKeys.get(scope, plaintext.length));
@@ -334,17 +342,17 @@ export class KMSCodec implements PayloadCodec {
 
 function validateContext(context: EncryptionContext): EncryptionContext {
   if (Object.prototype.hasOwnProperty.call(context, NAMESPACE_CONTEXT_KEY)) {
-    throw new TypeError(`kmscodec: options.encryptionContext must not set ${JSON.stringify(NAMESPACE_CONTEXT_KEY)}: use options.namespace`);
+    throw new InvalidOptionsError(`options.encryptionContext must not set ${JSON.stringify(NAMESPACE_CONTEXT_KEY)}: use options.namespace`);
   }
   let json: Uint8Array | undefined;
   try {
     json = marshalContext(context);
   } catch (err) {
-    throw new TypeError(`kmscodec: options.encryptionContext: ${(err as Error).message}`, { cause: err });
+    throw new InvalidOptionsError(`options.encryptionContext: ${(err as Error).message}`, { cause: err });
   }
   if (json !== undefined && json.length > MAX_CONTEXT_SIZE / 2) {
-    throw new TypeError(
-      `kmscodec: options.encryptionContext is ${String(json.length)} bytes as JSON; keep it under ${String(MAX_CONTEXT_SIZE / 2)}`,
+    throw new InvalidOptionsError(
+      `options.encryptionContext is ${String(json.length)} bytes as JSON; keep it under ${String(MAX_CONTEXT_SIZE / 2)}`,
     );
   }
   return Object.freeze({ ...context });
@@ -355,7 +363,7 @@ function positive(name: string, value: number | undefined, fallback: number): nu
     return fallback;
   }
   if (!Number.isSafeInteger(value) || value < 0) {
-    throw new RangeError(`kmscodec: options.${name} must be a non-negative integer, got ${String(value)}`);
+    throw new InvalidOptionsError(`options.${name} must be a non-negative integer, got ${String(value)}`);
   }
   return value;
 }

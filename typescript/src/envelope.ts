@@ -199,7 +199,10 @@ export class Envelope {
  * kms-envelope-v1 payload whose fields are missing or out of bounds. The
  * encryption context is parsed later, when it is needed.
  */
-export function parseEnvelope(payload: Payload): Envelope | undefined {
+export function parseEnvelope(payload: Payload | null | undefined): Envelope | undefined {
+  if (payload == null) {
+    throw new MalformedPayloadError('payload is nil');
+  }
   const metadata = payload.metadata ?? {};
   const encoding = field(metadata, METADATA_ENCODING);
   const format = field(metadata, METADATA_FORMAT);

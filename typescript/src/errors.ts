@@ -80,6 +80,16 @@ export class UnencryptedPayloadError extends KMSCodecError {
   }
 }
 
+/** `encode` was given a null or undefined payload. */
+export class NilPayloadError extends KMSCodecError {
+  constructor() {
+    super('payload is nil');
+  }
+}
+
+/** The codec's constructor was given options it cannot work with; the message names the option. */
+export class InvalidOptionsError extends KMSCodecError {}
+
 /** The KMS operations the codec calls. */
 export type KMSOperation = 'GenerateDataKey' | 'Decrypt' | 'DescribeKey';
 

@@ -12,11 +12,13 @@ export type { Clock } from './cache';
 export {
   AuthenticationFailedError,
   InvalidKMSResponseError,
+  InvalidOptionsError,
   KMSCodecError,
   KMSError,
   KMSTimeoutError,
   KeyNotAllowedError,
   MalformedPayloadError,
+  NilPayloadError,
   NamespaceMismatchError,
   UnencryptedPayloadError,
   UnsupportedFormatError,

@@ -11,10 +11,12 @@ import type { Payload } from '@temporalio/common';
 import { KMSCodec, NAMESPACE_CONTEXT_KEY, type KMSCodecOptions } from '../src/codec';
 import { parseEnvelope } from '../src/envelope';
 import {
+  InvalidOptionsError,
   KMSError,
   KeyNotAllowedError,
   MalformedPayloadError,
   NamespaceMismatchError,
+  NilPayloadError,
   UnencryptedPayloadError,
 } from '../src/errors';
 import { ALIAS, FakeKMS, KEY_ARN, ManualClock, OTHER_KEY_ARN, comparable, jsonPayload } from './helpers';
@@ -299,6 +301,20 @@ void describe('namespaces', () => {
 });
 
 void describe('malformed payloads', () => {
+  void it('refuses to encode a null payload, naming its position', async () => {
+    const { codec } = setup();
+    await assert.rejects(codec.encode([...payloads(1), null as unknown as Payload]), (err: unknown) => {
+      assert.ok(err instanceof NilPayloadError);
+      assert.equal(err.payloadIndex, 1);
+      return true;
+    });
+  });
+
+  void it('refuses to decode a null payload as malformed', async () => {
+    const { codec } = setup();
+    await assert.rejects(codec.decode([null as unknown as Payload]), MalformedPayloadError);
+  });
+
   void it('refuses a context that is not canonical JSON before any KMS call', async () => {
     const { codec, kms } = setup();
     const [p] = await codec.encode(payloads(1));
@@ -323,7 +339,10 @@ void describe('options', () => {
   ];
   for (const [what, options] of invalid) {
     void it(`refuses ${what}`, () => {
-      assert.throws(() => new KMSCodec({ kms, keyId: KEY_ARN, ...options }), /kmscodec: options\./);
+      assert.throws(
+        () => new KMSCodec({ kms, keyId: KEY_ARN, ...options }),
+        (err: unknown) => err instanceof InvalidOptionsError && /^options\.\w+/.test(err.message),
+      );
     });
   }
 });

@@ -22,6 +22,8 @@ void describe('error classes of the compiled package', () => {
       [new lib.KeyNotAllowedError('arn:aws:kms:us-east-1:1:key/k'), 'KeyNotAllowedError'],
       [new lib.NamespaceMismatchError('n'), 'NamespaceMismatchError'],
       [new lib.UnencryptedPayloadError(), 'UnencryptedPayloadError'],
+      [new lib.NilPayloadError(), 'NilPayloadError'],
+      [new lib.InvalidOptionsError('options.keyId'), 'InvalidOptionsError'],
       [new lib.KMSError('Decrypt', 'k', new lib.KMSTimeoutError('t')), 'KMSError'],
     ];
     for (const [err, name] of cases) {

@@ -202,4 +202,19 @@ void describe('DescribeKey failing', () => {
     await assert.rejects(reader.decode(encoded), kmsError((err) => { assert.equal(err.operation, 'DescribeKey'); }));
     assert.equal(kms.calls(DecryptCommand), 0);
   });
+
+  void it('remembers a failed DescribeKey for 5 seconds, then asks again', async () => {
+    const { kms, codec } = setup();
+    const encoded = await codec.encode(input);
+    kms.mock.on(DescribeKeyCommand).rejectsOnce(throttled()).resolves({ KeyMetadata: { KeyId: 'k', Arn: KEY_ARN } });
+    const clock = new ManualClock();
+    const reader = new KMSCodec({ kms: kms.client, keyId: ALIAS, clock: clock.read });
+    await assert.rejects(reader.decode(encoded), KMSError);
+    clock.advance(4_999);
+    await assert.rejects(reader.decode(encoded), KMSError);
+    assert.equal(kms.calls(DescribeKeyCommand), 1);
+    clock.advance(1);
+    await reader.decode(encoded);
+    assert.equal(kms.calls(DescribeKeyCommand), 2);
+  });
 });
