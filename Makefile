@@ -11,7 +11,7 @@ CHROMIUM ?= chromium
 .PHONY: test check unit vet fmt generate-check bench-smoke bench integration demo fuzz build temporal-cli chromium
 
 ## test: every check and test suite, as CI runs it.
-test: check unit bench-smoke integration
+test: check unit bench-smoke typescript-test integration
 
 ## check: formatting, vet, and that generated code is up to date.
 check: fmt vet generate-check
@@ -42,7 +42,7 @@ bench-smoke: $(TEMPORAL)
 ## and the codec server driven by the Temporal CLI and, in headless Chromium,
 ## the Web UI. The first run builds the Temporal CLI (several minutes); later
 ## runs reuse it.
-integration: $(TEMPORAL) chromium
+integration: $(TEMPORAL) chromium typescript-deps
 	cd integration_test && TEMPORAL_CLI=$(TEMPORAL) CHROMIUM=$(CHROMIUM) $(GO) test -race -count=1 -timeout 20m ./...
 
 ## chromium: Debian's chromium for the Web UI test, installed with apt-get

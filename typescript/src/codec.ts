@@ -10,7 +10,7 @@ import type { Payload, PayloadCodec, SerializationContext } from '@temporalio/co
 import { isKeyArn } from './arn';
 import { DecryptionKeys, EncryptionKeys, KeyResolver, Scope, type Clock } from './cache';
 import { marshalContext, type EncryptionContext } from './context';
-import { MAX_CONTEXT_SIZE, SealingKey, marshalPayload, parseEnvelope, type Envelope } from './envelope';
+import { MAX_CONTEXT_SIZE, SealingKey, marshalPayloadParts, parseEnvelope, type Envelope } from './envelope';
 import {
   InvalidOptionsError,
   KMSCodecError,
@@ -224,9 +224,9 @@ export class KMSCodec implements PayloadCodec {
         if ((payload as Payload | null | undefined) == null) {
           throw new NilPayloadError();
         }
-        const plaintext = marshalPayload(payload);
-        const key =
-          this.encryptionKeys.tryGet(scope, plaintext.length) ?? (await this.encryptionKeys.get(scope, plaintext.length));
+        const plaintext = marshalPayloadParts(payload);
+        const size = plaintext.reduce((sum, part) => sum + part.length, 0);
+        const key = this.encryptionKeys.tryGet(scope, size) ?? (await this.encryptionKeys.get(scope, size));
         out.push(key.seal(plaintext));
       } catch (err) {
         throw locate(err, 'encode', i, payloads.length);

@@ -105,19 +105,31 @@ export class SealingKey {
 
   /**
    * Encrypts `plaintext`, the protobuf encoding of a payload (see
-   * {@link marshalPayload}), into a new kms-envelope-v1 payload. `salt`
-   * is for test vectors only; by default a fresh random one is drawn.
+   * {@link marshalPayload}) or the parts of it in order (see
+   * {@link marshalPayloadParts}), into a new kms-envelope-v1 payload.
+   * `salt` is for test vectors only; by default a fresh random one is
+   * drawn.
    */
-  seal(plaintext: Uint8Array, salt: Uint8Array = randomSalt()): Payload {
+  seal(plaintext: Uint8Array | readonly Uint8Array[], salt: Uint8Array = randomSalt()): Payload {
     if (salt.length !== SALT_SIZE) {
       throw new RangeError(`salt is ${String(salt.length)} bytes, want ${String(SALT_SIZE)}`);
     }
+    const parts = plaintext instanceof Uint8Array ? [plaintext] : plaintext;
     const { payloadKey, commitment } = derive(this.dataKey, salt);
     const cipher = createCipheriv('aes-256-gcm', payloadKey, ZERO_NONCE);
     cipher.setAAD(this.aad);
-    const ciphertext = cipher.update(plaintext);
+    // GCM is a stream cipher: encrypting the parts one after the other
+    // gives the ciphertext of their concatenation, without copying them
+    // into one buffer first.
+    const out: Uint8Array[] = [salt, commitment];
+    let size = OVERHEAD;
+    for (const part of parts) {
+      out.push(cipher.update(part));
+      size += part.length;
+    }
     cipher.final();
-    const data = Buffer.concat([salt, commitment, ciphertext, cipher.getAuthTag()], plaintext.length + OVERHEAD);
+    out.push(cipher.getAuthTag());
+    const data = Buffer.concat(out, size);
     // The metadata values are shared by every payload of this data key;
     // the SDK treats payload bytes as immutable.
     return { metadata: { ...this.metadata }, data };
@@ -238,14 +250,50 @@ export function parseEnvelope(payload: Payload | null | undefined): Envelope | u
  * entries in sorted order.
  */
 export function marshalPayload(payload: Payload): Uint8Array {
-  const metadata = payload.metadata ?? {};
-  const entries = Object.entries(metadata);
-  let message: Payload = payload;
+  return Buffer.concat(marshalPayloadParts(payload));
+}
+
+/**
+ * Returns the protobuf encoding of a payload as parts to be concatenated
+ * in order, the payload's data among them as it is: a large payload's
+ * bytes are then encrypted where they lie, never copied into a buffer of
+ * the whole encoding. Fields go in field-number order (metadata, data,
+ * external payloads), as protobuf encoders write them; metadata entries
+ * are sorted by key.
+ */
+export function marshalPayloadParts(payload: Payload): Uint8Array[] {
+  const entries = Object.entries(payload.metadata ?? {});
   if (entries.length > 1) {
     entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    message = { ...payload, metadata: Object.fromEntries(entries) };
   }
-  return PayloadProto.encode(message).finish();
+  const parts: Uint8Array[] = [];
+  if (entries.length > 0) {
+    parts.push(PayloadProto.encode({ metadata: Object.fromEntries(entries) }).finish());
+  }
+  const data = payload.data;
+  if (data != null && data.length > 0) {
+    parts.push(bytesFieldHeader(PAYLOAD_DATA_FIELD, data.length), data);
+  }
+  if (payload.externalPayloads != null && payload.externalPayloads.length > 0) {
+    parts.push(PayloadProto.encode({ externalPayloads: payload.externalPayloads }).finish());
+  }
+  return parts;
+}
+
+// The field number of Payload.data.
+const PAYLOAD_DATA_FIELD = 2;
+
+// bytesFieldHeader is the protobuf key (field number, wire type 2:
+// length-delimited) and the varint length that precede a bytes field.
+function bytesFieldHeader(field: number, length: number): Uint8Array {
+  const header = [(field << 3) | 2];
+  let n = length;
+  while (n >= 0x80) {
+    header.push((n & 0x7f) | 0x80);
+    n = Math.floor(n / 128);
+  }
+  header.push(n);
+  return Uint8Array.from(header);
 }
 
 /** Parses the protobuf encoding of a payload. */
