@@ -96,7 +96,6 @@ export class KMS {
         controller.abort(err);
         reject(err);
       }, this.timeoutMs);
-      timer.unref();
     });
     try {
       // The race ends the wait even if the SDK is between retries when the
