@@ -1,5 +1,6 @@
 """The Python side of the cross-language tests: a worker, a starter, and
-decode-file, which decodes payloads given as JSON.
+decode-file, which decodes payloads given as JSON. The worker prints
+"ready" once polling and "stopped" once shut down after SIGTERM or SIGINT.
 
     python crosslang/main.py worker|starter|decode-file FILE
 
@@ -66,6 +67,7 @@ async def run_worker() -> None:
     async with worker:
         print("ready", flush=True)
         await stop.wait()
+    print("stopped", flush=True)
 
 
 async def run_one(client: Client, prefix: str, i: int) -> dict[str, Any]:
