@@ -4,7 +4,7 @@ codec (12-byte random nonce and AES-GCM of the marshalled payload), with
 warm caches and an in-process KMS. Prints a table and the two ratios that
 docs/PERFORMANCE.md tracks.
 
-    python benchmarks/bench_codec.py [--seconds 1.0]
+    python benchmarks/bench_codec.py [--seconds 2] [--rounds 9]
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import argparse
 import asyncio
 import os
 import platform
+import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
@@ -60,28 +60,38 @@ class StaticKeyCodec(PayloadCodec):
         return out
 
 
-async def measure(fn: Callable[[], Awaitable[Any]], seconds: float) -> float:
-    """Seconds per call, the best of three rounds of about seconds/3 each."""
+async def calibrate(fn: Callable[[], Awaitable[None]], seconds: float) -> int:
+    """How many calls of fn take about seconds."""
     await fn()  # warm caches
     n = 1
     while True:
         start = time.perf_counter()
         for _ in range(n):
             await fn()
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds / 6:
-            break
+        if time.perf_counter() - start >= seconds:
+            return n
         n *= 2
-    best = elapsed / n
-    for _ in range(2):
-        start = time.perf_counter()
-        for _ in range(n):
-            await fn()
-        best = min(best, (time.perf_counter() - start) / n)
-    return best
 
 
-async def run(seconds: float) -> dict[tuple[str, str, str], float]:
+async def measure(
+    cases: dict[tuple[str, str], Callable[[], Awaitable[None]]], seconds: float, rounds: int
+) -> dict[tuple[str, str], float]:
+    """Seconds per call of each case: the median of rounds in which every
+    case runs once in turn, so that a machine whose speed drifts (shared
+    cores) slows all cases alike."""
+    counts = {key: await calibrate(fn, seconds / rounds) for key, fn in cases.items()}
+    samples: dict[tuple[str, str], list[float]] = {key: [] for key in cases}
+    for _ in range(rounds):
+        for key, fn in cases.items():
+            n = counts[key]
+            start = time.perf_counter()
+            for _ in range(n):
+                await fn()
+            samples[key].append((time.perf_counter() - start) / n)
+    return {key: statistics.median(times) for key, times in samples.items()}
+
+
+async def run(seconds: float, rounds: int) -> dict[tuple[str, str, str], float]:
     key = AESGCM.generate_key(256)
     raw = AESGCM(key)
     nonce = os.urandom(12)
@@ -121,8 +131,8 @@ async def run(seconds: float) -> dict[tuple[str, str, str], float]:
             ("kmscodec", "encode"): kms_encode,
             ("kmscodec", "decode"): kms_decode,
         }
-        for (name, op), fn in cases.items():
-            results[(size_name, name, op)] = await measure(fn, seconds)
+        for (name, op), t in (await measure(cases, seconds, rounds)).items():
+            results[(size_name, name, op)] = t
     return results
 
 
@@ -143,9 +153,10 @@ def report(results: dict[tuple[str, str, str], float]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=1.0, help="time per case")
+    parser.add_argument("--seconds", type=float, default=2.0, help="time per case")
+    parser.add_argument("--rounds", type=int, default=9, help="interleaved rounds")
     args = parser.parse_args()
-    report(asyncio.run(run(args.seconds)))
+    report(asyncio.run(run(args.seconds, args.rounds)))
 
 
 if __name__ == "__main__":

@@ -233,12 +233,11 @@ class KMSCodec(temporalio.converter.PayloadCodec, WithSerializationContext):
         assert encrypt is not None  # a key_id is required unless disabled
         out = []
         for i, p in enumerate(payloads):
-            plaintext = p.SerializeToString(deterministic=True)
             try:
-                key = await encrypt.get(self._scope, len(plaintext) if self._count_bytes else 0)
+                key = await encrypt.get(self._scope, p.ByteSize() if self._count_bytes else 0)
             except KMSCodecError as e:
                 raise _at(e, "encode", i, len(payloads)) from e.__cause__
-            out.append(key.seal_plaintext(plaintext))
+            out.append(key.seal(p))
         return out
 
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
@@ -250,24 +249,27 @@ class KMSCodec(temporalio.converter.PayloadCodec, WithSerializationContext):
         bad payload costs no KMS call.
         """
         n = len(payloads)
-        envelopes: list[Envelope | None] = []
+        checked: list[tuple[Envelope, bytes | None] | None] = []
         for i, p in enumerate(payloads):
             try:
-                envelopes.append(await self._check(p))
+                checked.append(await self._check(p))
             except KMSCodecError as e:
                 raise _at(e, "decode", i, n) from e.__cause__
         out = []
-        for i, (p, env) in enumerate(zip(payloads, envelopes, strict=True)):
-            if env is None:
+        for i, (p, entry) in enumerate(zip(payloads, checked, strict=True)):
+            if entry is None:
                 out.append(p)
                 continue
+            env, data_key = entry
             try:
-                out.append(env.open(await self._data_key(env)))
+                out.append(env.open(data_key or await self._unwrap(env)))
             except KMSCodecError as e:
                 raise _at(e, "decode", i, n) from e.__cause__
         return out
 
-    async def _check(self, payload: Payload) -> Envelope | None:
+    async def _check(self, payload: Payload) -> tuple[Envelope, bytes | None] | None:
+        """The payload's envelope and its data key if cached, or None for a
+        payload to pass through; raises if the payload may not be decoded."""
         try:
             env = parse(payload)
         except NotEncryptedError:
@@ -277,9 +279,10 @@ class KMSCodec(temporalio.converter.PayloadCodec, WithSerializationContext):
         await self._check_allowed(env.key_arn)
         if self._require_same_namespace:
             self._check_namespace(env)
-        elif self._shared.decrypt.cached(env.aad) is None:
+        data_key = self._shared.decrypt.cached(env.aad)
+        if data_key is None:
             env.encryption_context()  # malformed contexts fail before any KMS call
-        return env
+        return env, data_key
 
     async def _check_allowed(self, key_arn: str) -> None:
         if key_arn in self._shared.allowed:
@@ -295,12 +298,8 @@ class KMSCodec(temporalio.converter.PayloadCodec, WithSerializationContext):
         if got is not None and want is not None and got != want:
             raise NamespaceMismatchError(f"payload names {got!r}, decoding for {want!r}")
 
-    async def _data_key(self, env: Envelope) -> bytes:
-        decrypt = self._shared.decrypt
-        cached = decrypt.cached(env.aad)
-        if cached is not None:
-            return cached
-        return await decrypt.get(
+    async def _unwrap(self, env: Envelope) -> bytes:
+        return await self._shared.decrypt.get(
             WrappedKey(
                 identity=env.aad,
                 key_arn=env.key_arn,
