@@ -77,7 +77,7 @@ func StartPythonWorker(t testing.TB, env []string) *Process {
 	t.Helper()
 	p := StartProcess(t, PythonCommand(t, context.Background(), env, "worker"))
 	deadline := time.After(60 * time.Second)
-	for !strings.Contains(p.Log(), "ready\n") {
+	for !HasLine(p.Log(), "ready") {
 		select {
 		case <-p.Exited():
 			t.Fatalf("Python worker exited before it was ready:\n%s", p.Log())
@@ -103,4 +103,14 @@ func RunPython(t testing.TB, timeout time.Duration, env []string, args ...string
 		return stdout.String(), fmt.Errorf("python %s: %w\n%s", strings.Join(args, " "), err, stderr.String())
 	}
 	return stdout.String(), nil
+}
+
+// HasLine reports whether output has a line that is exactly line.
+func HasLine(output, line string) bool {
+	for _, l := range strings.Split(output, "\n") {
+		if strings.TrimSpace(l) == line {
+			return true
+		}
+	}
+	return false
 }
