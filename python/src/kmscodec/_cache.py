@@ -79,7 +79,10 @@ class EncryptionKeys:
             # A data key per payload: nothing to share, nothing to wait for.
             return (await self._generate(scope)).key
         while True:
-            k = self._keys.get(scope.id)
+            try:
+                k: _EncryptionKey | None = self._keys[scope.id]
+            except KeyError:
+                k = None
             if k is not None and self._reserve(k, size):
                 return k.key
             k = await self._flight.do(scope.id, lambda: self._refresh(scope))
@@ -177,7 +180,11 @@ class DecryptionKeys:
         self.decrypt_calls = 0
 
     def cached(self, identity: bytes) -> bytes | None:
-        return self._keys.get(identity)
+        # One lookup; Cache.get would make two (contains, then get item).
+        try:
+            return self._keys[identity]
+        except KeyError:
+            return None
 
     def add(self, identity: bytes, plaintext: bytes) -> None:
         """Keep a data key the codec already has (one it just generated), so

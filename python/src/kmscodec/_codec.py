@@ -276,7 +276,8 @@ class KMSCodec(temporalio.converter.PayloadCodec, WithSerializationContext):
             if self._reject_unencrypted:
                 raise UnencryptedPayloadError("payload is not encrypted") from None
             return None
-        await self._check_allowed(env.key_arn)
+        if env.key_arn not in self._shared.allowed:
+            await self._check_resolved(env.key_arn)
         if self._require_same_namespace:
             self._check_namespace(env)
         data_key = self._shared.decrypt.cached(env.aad)
@@ -284,9 +285,8 @@ class KMSCodec(temporalio.converter.PayloadCodec, WithSerializationContext):
             env.encryption_context()  # malformed contexts fail before any KMS call
         return env, data_key
 
-    async def _check_allowed(self, key_arn: str) -> None:
-        if key_arn in self._shared.allowed:
-            return
+    async def _check_resolved(self, key_arn: str) -> None:
+        """Allow key_arn if the configured key ID (an alias) stands for it."""
         resolver = self._shared.resolver
         if resolver is not None and await resolver.arn() == key_arn:
             return
