@@ -61,14 +61,14 @@ class StaticKeyCodec(PayloadCodec):
 
 
 async def calibrate(fn: Callable[[], Awaitable[None]], seconds: float) -> int:
-    """How many calls of fn take about seconds."""
+    """How many calls of fn take about seconds of CPU time."""
     await fn()  # warm caches
     n = 1
     while True:
-        start = time.perf_counter()
+        start = time.thread_time()
         for _ in range(n):
             await fn()
-        if time.perf_counter() - start >= seconds:
+        if time.thread_time() - start >= seconds:
             return n
         n *= 2
 
@@ -76,18 +76,19 @@ async def calibrate(fn: Callable[[], Awaitable[None]], seconds: float) -> int:
 async def measure(
     cases: dict[tuple[str, str], Callable[[], Awaitable[None]]], seconds: float, rounds: int
 ) -> dict[tuple[str, str], float]:
-    """Seconds per call of each case: the median of rounds in which every
-    case runs once in turn, so that a machine whose speed drifts (shared
-    cores) slows all cases alike."""
+    """CPU seconds per call of each case: the median of rounds in which
+    every case runs once in turn. CPU time of this thread, not wall time,
+    so that time spent waiting for a shared core is not counted; the
+    rounds make drifts in the machine's speed touch every case alike."""
     counts = {key: await calibrate(fn, seconds / rounds) for key, fn in cases.items()}
     samples: dict[tuple[str, str], list[float]] = {key: [] for key in cases}
     for _ in range(rounds):
         for key, fn in cases.items():
             n = counts[key]
-            start = time.perf_counter()
+            start = time.thread_time()
             for _ in range(n):
                 await fn()
-            samples[key].append((time.perf_counter() - start) / n)
+            samples[key].append((time.thread_time() - start) / n)
     return {key: statistics.median(times) for key, times in samples.items()}
 
 
@@ -138,7 +139,7 @@ async def run(seconds: float, rounds: int) -> dict[tuple[str, str, str], float]:
 
 def report(results: dict[tuple[str, str, str], float]) -> None:
     print(f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs")
-    print(f"{'size':6} {'codec':14} {'op':7} {'time/op':>12} {'MB/s':>10}")
+    print(f"{'size':6} {'codec':14} {'op':7} {'CPU/op':>12} {'MB/s':>10}")
     for (size_name, name, op), t in results.items():
         mbps = SIZES[size_name] / t / 1e6
         print(f"{size_name:6} {name:14} {op:7} {t * 1e6:10.1f}us {mbps:10.1f}")
