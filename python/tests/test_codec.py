@@ -21,6 +21,7 @@ from kmscodec import (
     AuthenticationFailedError,
     KeyNotAllowedError,
     KMSCodec,
+    KMSError,
     MalformedPayloadError,
     NamespaceMismatchError,
     UnencryptedPayloadError,
@@ -225,6 +226,26 @@ async def test_concurrent_cold_decodes_of_one_data_key_share_one_decrypt() -> No
     kms.release.set()
     assert await asyncio.gather(*tasks) == [[payload()]] * 64
     assert kms.calls["Decrypt"] == 1
+
+
+async def test_callers_sharing_a_refused_decrypt_each_get_one_error_naming_their_payload() -> None:
+    kms = SlowKMS()
+    kms.release.set()
+    (sealed,) = await KMSCodec(kms, KEY_ARN, namespace="ns").encode([payload()])
+    md = dict(sealed.metadata)
+    md["encryption-data-key"] = b"not-a-wrapped-key"
+    forged = Payload(metadata=md, data=sealed.data)
+    kms.release.clear()
+    reader = KMSCodec(kms, KEY_ARN)
+    tasks = [asyncio.create_task(reader.decode([payload(), forged])) for _ in range(8)]
+    await asyncio.sleep(0.05)
+    kms.release.set()
+    errors = await asyncio.gather(*tasks, return_exceptions=True)
+    assert kms.calls["Decrypt"] == 1
+    for e in errors:
+        assert isinstance(e, KMSError) and e.refused_ciphertext
+        assert str(e).startswith("kmscodec: decode payload 2 of 2: kms Decrypt")
+        assert str(e).count("payload 2 of 2") == 1
 
 
 async def test_concurrent_encodes_beyond_a_keys_payload_limit_take_a_new_key() -> None:

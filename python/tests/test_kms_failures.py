@@ -150,8 +150,10 @@ async def test_decrypt_refusal_is_remembered_for_ten_seconds(
     assert not first.value.transient
     assert first.value.refused_ciphertext is refused
     clock.advance(9.9)
-    with pytest.raises(KMSError):  # from memory: the Stubber has no answer left
+    with pytest.raises(KMSError) as again:  # from memory: the Stubber has no answer left
         await codec.decode([sealed])
+    assert str(again.value).count("payload 1 of 1") == 1
+    assert again.value.error_code == code
     clock.advance(0.1)
     expect_decrypt(stub, sealed, {"KeyId": KEY_ARN, "Plaintext": DATA_KEY})
     with pytest.raises(Exception, match="commitment"):

@@ -6,7 +6,7 @@ import copy
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import temporalio.converter
 from temporalio.api.common.v1 import Payload
@@ -30,6 +30,7 @@ from kmscodec._envelope import (
 from kmscodec._errors import (
     KeyNotAllowedError,
     KMSCodecError,
+    KMSError,
     NamespaceMismatchError,
     UnencryptedPayloadError,
 )
@@ -325,9 +326,18 @@ class KMSCodec(temporalio.converter.PayloadCodec, WithSerializationContext):
 
 
 def _at(e: E, op: str, i: int, n: int) -> E:
-    """e, its message prefixed with which payload it is about."""
-    e.args = (f"kmscodec: {op} payload {i + 1} of {n}: {e}", *e.args[1:])
-    return e
+    """A copy of e whose message says which payload it is about. A copy,
+    because one error may reach several callers: those sharing a KMS call,
+    and those answered from the memory of a refusal."""
+    where = f"kmscodec: {op} payload {i + 1} of {n}: {e}"
+    copy: KMSCodecError
+    if isinstance(e, KMSError):
+        copy = KMSError(e.op, e.key_id, e.__cause__ or e)
+    else:
+        copy = type(e)()
+        copy.__cause__ = e.__cause__
+    copy.args = (where,)
+    return cast(E, copy)
 
 
 def _validate_context(ctx: dict[str, str]) -> None:

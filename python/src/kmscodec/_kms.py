@@ -100,7 +100,7 @@ class KMSCaller:
         loop = asyncio.get_running_loop()
         try:
             return await asyncio.wait_for(loop.run_in_executor(self._executor, fn), self._timeout)
-        except TimeoutError as e:
+        except asyncio.TimeoutError as e:  # TimeoutError itself from Python 3.11
             raise KMSError(op, key_id, TimeoutError(f"no answer within {self._timeout:g}s")) from e
         except (ClientError, BotoCoreError, InvalidKMSResponseError) as e:
             raise KMSError(op, key_id, e) from e
