@@ -120,10 +120,10 @@ func decodeDocument(ctx context.Context, c *codec.Codec, doc any, keepGoing bool
 			continue
 		}
 		if !keepGoing {
-			return failed, len(sites), fmt.Errorf("%s: %w", site.path, err)
+			return failed, len(sites), fmt.Errorf("%s: %w", site.path(), err)
 		}
 		failed++
-		fmt.Fprintf(warn, "kmscodec: %s: %v (left as it was)\n", site.path, err)
+		fmt.Fprintf(warn, "kmscodec: %s: %v (left as it was)\n", site.path(), err)
 	}
 	return failed, len(sites), nil
 }
@@ -139,6 +139,11 @@ func decodeSite(c *codec.Codec, site payloadSite) error {
 	out, err := c.Decode([]*commonpb.Payload{p})
 	if err != nil {
 		return err
+	}
+	if out[0] == p {
+		// Not encrypted: the codec passed it through, and so does the
+		// document, as it was written.
+		return nil
 	}
 	return site.replace(out[0])
 }
