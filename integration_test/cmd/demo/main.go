@@ -48,6 +48,10 @@ func main() {
 		run = runUI
 	}
 	if err := run(ctx); err != nil {
+		if ctx.Err() != nil {
+			// Interrupted while starting: everything started is stopped.
+			log.Fatal("interrupted")
+		}
 		log.Fatal(err)
 	}
 }
