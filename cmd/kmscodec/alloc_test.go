@@ -19,8 +19,9 @@ import (
 // costs the input's size for every payload.
 const allocBytesPerInputByte = 64
 
-// encryptedEncodingBase64 is "binary/encrypted": a payload so marked but without
-// the kms-envelope-v1 metadata fails to decrypt before KMS is asked.
+// encryptedEncodingBase64 is "binary/encrypted": a payload so marked
+// but without the kms-envelope-v1 metadata fails to decrypt before KMS
+// is asked.
 const encryptedEncodingBase64 = "YmluYXJ5L2VuY3J5cHRlZA=="
 
 // hostileDocument is a JSON document shaped to make a walk that copies
