@@ -114,6 +114,16 @@ type Options struct {
 	// stranding encrypted histories.
 	DisableEncryption bool
 
+	// Legacy, if set, is used only to Decode the payloads kmscodec does not
+	// own: those with no encryption-format, which would otherwise pass
+	// through, such as the payloads of Temporal's encryption samples
+	// (NewLegacyStaticKeyDecoder). It is never used to Encode: new payloads
+	// are always kms-envelope-v1, so the old key can be retired once no
+	// retained history needs it. Legacy payloads need no KMS call and are
+	// not checked against the key allow-list; with RejectUnencrypted, a
+	// payload that Legacy hands back unchanged is rejected. Default: none.
+	Legacy converter.PayloadCodec
+
 	// Clock returns the current time. Default time.Now; tests set it.
 	Clock func() time.Time
 }
@@ -291,10 +301,13 @@ func (c *Codec) Decode(payloads []*commonpb.Payload) ([]*commonpb.Payload, error
 	if len(payloads) > len(small) {
 		envs = make([]*envelope.Envelope, 0, len(payloads))
 	}
+	var legacy []int // positions of the payloads for Options.Legacy
 	for i, p := range payloads {
 		env, err := envelope.Parse(p)
 		if errors.Is(err, envelope.ErrNotEncrypted) {
-			if c.opts.RejectUnencrypted {
+			if c.opts.Legacy != nil {
+				legacy = append(legacy, i)
+			} else if c.opts.RejectUnencrypted {
 				return nil, c.fail("decode", i, len(payloads), ErrUnencryptedPayload)
 			}
 			envs = append(envs, nil)
@@ -312,10 +325,15 @@ func (c *Codec) Decode(payloads []*commonpb.Payload) ([]*commonpb.Payload, error
 		envs = append(envs, env)
 	}
 	out := make([]*commonpb.Payload, len(payloads))
+	if err := c.decodeLegacy(payloads, legacy, out); err != nil {
+		return nil, err
+	}
 	var decoded, n uint64
 	for i, env := range envs {
 		if env == nil {
-			out[i] = payloads[i]
+			if out[i] == nil {
+				out[i] = payloads[i]
+			}
 			continue
 		}
 		dataKey, err := c.dataKey(env)
@@ -440,7 +458,7 @@ func (s *shared) fail(op string, i, n int, err error) error {
 	s.metrics.countError(err)
 	err = fmt.Errorf("kmscodec: %s payload %d of %d: %w", op, i+1, n, err)
 	var kmsErr *KMSError
-	if errors.As(err, &kmsErr) || errors.Is(err, ErrKeyNotAllowed) || errors.Is(err, ErrNamespaceMismatch) {
+	if errors.As(err, &kmsErr) || errors.Is(err, ErrKeyNotAllowed) || errors.Is(err, ErrNamespaceMismatch) || errors.Is(err, ErrLegacyKeyUnknown) {
 		return converter.NewWorkflowTaskFailureError(err)
 	}
 	return err
