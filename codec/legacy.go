@@ -116,16 +116,21 @@ func (d *LegacyStaticKeyDecoder) Encode([]*commonpb.Payload) ([]*commonpb.Payloa
 func (d *LegacyStaticKeyDecoder) Decode(payloads []*commonpb.Payload) ([]*commonpb.Payload, error) {
 	out := make([]*commonpb.Payload, len(payloads))
 	for i, p := range payloads {
-		if !isLegacyLayout(p) {
-			out[i] = p
-			continue
-		}
 		var err error
-		if out[i], err = d.open(p); err != nil {
+		if out[i], err = d.decodeOne(p); err != nil {
 			return nil, fmt.Errorf("kmscodec: legacy payload %d of %d: %w", i+1, len(payloads), err)
 		}
 	}
 	return out, nil
+}
+
+// decodeOne opens p if it is in the static-key layout and returns it
+// unchanged otherwise.
+func (d *LegacyStaticKeyDecoder) decodeOne(p *commonpb.Payload) (*commonpb.Payload, error) {
+	if !isLegacyLayout(p) {
+		return p, nil
+	}
+	return d.open(p)
 }
 
 // isLegacyLayout reports whether p is marked as the static-key layout
@@ -179,21 +184,33 @@ func clip(b []byte) string {
 // unchanged was not encrypted by anyone and fails the batch.
 func (s *shared) decodeLegacy(payloads []*commonpb.Payload, positions []int, out []*commonpb.Payload) error {
 	for _, i := range positions {
-		decoded, err := s.opts.Legacy.Decode(payloads[i : i+1])
-		switch {
-		case err != nil:
-		case len(decoded) != 1:
-			err = fmt.Errorf("kmscodec: Options.Legacy returned %d payloads for 1", len(decoded))
-		case decoded[0] == nil:
-			err = errors.New("kmscodec: Options.Legacy returned a nil payload")
-		}
+		decoded, err := s.legacyDecodeOne(payloads[i])
 		if err != nil {
 			return s.fail("decode", i, len(payloads), err)
 		}
-		if s.opts.RejectUnencrypted && (decoded[0] == payloads[i] || proto.Equal(decoded[0], payloads[i])) {
+		if s.opts.RejectUnencrypted && (decoded == payloads[i] || proto.Equal(decoded, payloads[i])) {
 			return s.fail("decode", i, len(payloads), ErrUnencryptedPayload)
 		}
-		out[i] = decoded[0]
+		out[i] = decoded
 	}
 	return nil
+}
+
+// legacyDecodeOne decodes p with Options.Legacy, checking that it keeps
+// the PayloadCodec contract. The codec's own LegacyStaticKeyDecoder is
+// called directly, so that its errors do not name the position twice.
+func (s *shared) legacyDecodeOne(p *commonpb.Payload) (*commonpb.Payload, error) {
+	if d, ok := s.opts.Legacy.(*LegacyStaticKeyDecoder); ok {
+		return d.decodeOne(p)
+	}
+	decoded, err := s.opts.Legacy.Decode([]*commonpb.Payload{p})
+	switch {
+	case err != nil:
+		return nil, err
+	case len(decoded) != 1:
+		return nil, fmt.Errorf("kmscodec: Options.Legacy returned %d payloads for 1", len(decoded))
+	case decoded[0] == nil:
+		return nil, errors.New("kmscodec: Options.Legacy returned a nil payload")
+	}
+	return decoded[0], nil
 }

@@ -467,3 +467,21 @@ func TestLoadLegacyKeysRefusesBadFilesWithoutRepeatingKeys(t *testing.T) {
 		t.Error("a directory was accepted")
 	}
 }
+
+// Any PayloadCodec can be the Legacy decoder: here another
+// implementation of the samples' codec, as a user may already have.
+func TestAnyPayloadCodecCanBeTheLegacyDecoder(t *testing.T) {
+	fake := kmstest.New()
+	sample := newSampleCodec(t, "sample-key")
+	history, err := sample.Encode(payloads(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newCodec(t, codec.Options{KMS: fake, KeyID: fake.CreateKey(), Legacy: sample, RejectUnencrypted: true})
+	if out := mustDecode(t, c, history); !equal(out, payloads(2)) {
+		t.Fatal("the legacy payloads did not decode")
+	}
+	if _, err := c.Decode([]*commonpb.Payload{payload("plain")}); !errors.Is(err, codec.ErrUnencryptedPayload) {
+		t.Fatalf("a plain payload the legacy codec passed through: %v, want ErrUnencryptedPayload", err)
+	}
+}
