@@ -20,14 +20,23 @@ import (
 var (
 	// ErrLegacyKeyUnknown: a payload in the static-key layout names a key
 	// ID that the LegacyStaticKeyDecoder was not given. The error names
-	// the key ID. Like ErrKeyNotAllowed it is a workflow task failure, so
-	// a worker missing the key retries the task rather than failing the
-	// workflow.
-	ErrLegacyKeyUnknown = errors.New("kmscodec: legacy payload's static key is unknown")
+	// the key ID. It is a kind of ErrKeyNotAllowed (errors.Is holds for
+	// both, and ErrorKind gives KindKeyNotAllowed): configuration, not the
+	// payload's fault, so a worker missing the key fails the workflow task,
+	// to be retried, rather than the workflow.
+	ErrLegacyKeyUnknown error = legacyKeyUnknown{}
 
 	// errLegacyEncode is what LegacyStaticKeyDecoder.Encode returns.
 	errLegacyEncode = errors.New("kmscodec: the legacy static-key decoder only decodes; new payloads are encrypted by the KMS codec")
 )
+
+// legacyKeyUnknown is ErrLegacyKeyUnknown's type, which is also
+// ErrKeyNotAllowed.
+type legacyKeyUnknown struct{}
+
+func (legacyKeyUnknown) Error() string { return "legacy payload's static key is unknown" }
+
+func (legacyKeyUnknown) Is(target error) bool { return target == ErrKeyNotAllowed }
 
 // Metadata and sizes of the static-key layout.
 const (
@@ -208,9 +217,9 @@ func (s *shared) legacyDecodeOne(p *commonpb.Payload) (*commonpb.Payload, error)
 	case err != nil:
 		return nil, err
 	case len(decoded) != 1:
-		return nil, fmt.Errorf("kmscodec: Options.Legacy returned %d payloads for 1", len(decoded))
+		return nil, fmt.Errorf("Options.Legacy returned %d payloads for 1", len(decoded))
 	case decoded[0] == nil:
-		return nil, errors.New("kmscodec: Options.Legacy returned a nil payload")
+		return nil, errors.New("Options.Legacy returned a nil payload")
 	}
 	return decoded[0], nil
 }

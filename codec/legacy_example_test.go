@@ -37,5 +37,5 @@ func ExampleNewLegacyStaticKeyDecoder() {
 	fmt.Println(err)
 	// Output:
 	// kms-envelope-v1 <nil>
-	// kmscodec: decode payload 1 of 1: kmscodec: legacy payload's static key is unknown: key ID "retired-key"
+	// kmscodec: decode payload 1 of 1: legacy payload's static key is unknown: key ID "retired-key"
 }

@@ -351,6 +351,12 @@ func TestAnUnknownLegacyKeyFailsTheWorkflowTaskNotTheWorkflow(t *testing.T) {
 	if !errors.Is(err, codec.ErrLegacyKeyUnknown) || !errors.As(err, &retry) || !strings.Contains(err.Error(), `"sample-key"`) {
 		t.Fatalf("got %v, want a WorkflowTaskFailureError wrapping ErrLegacyKeyUnknown naming the key ID", err)
 	}
+	if kind := codec.ErrorKind(err); kind != codec.KindKeyNotAllowed || !errors.Is(err, codec.ErrKeyNotAllowed) {
+		t.Fatalf("kind %v, want key_not_allowed: a key missing from the configuration", kind)
+	}
+	if n := strings.Count(err.Error(), "kmscodec:"); n != 1 {
+		t.Fatalf("%q says kmscodec: %d times", err, n)
+	}
 
 	c = newCodec(t, codec.Options{KMS: fake, KeyID: fake.CreateKey(), Legacy: newLegacyDecoder(t, old)})
 	altered := old.mustEncode(t, payload("x"))
