@@ -17,6 +17,7 @@ import (
 // decodeFlags are the flags of kmscodec decode.
 type decodeFlags struct {
 	kms           kmsFlags
+	legacy        legacyFlags
 	output        string
 	keepGoing     bool
 	maxInputBytes int64
@@ -57,6 +58,7 @@ the file first to learn which keys to allow.`,
 	fs.BoolVar(&f.keepGoing, "keep-going", false, "leave payloads that fail to decrypt as they are, report them, and go on (exit status 1 all the same)")
 	fs.Int64Var(&f.maxInputBytes, "max-input-bytes", 1<<30, "largest input accepted")
 	f.kms.register(fs, false)
+	f.legacy.register(fs)
 	bindEnv(fs, nil)
 	return cmd
 }
@@ -76,7 +78,11 @@ func (a *app) runDecode(cmd *cobra.Command, f *decodeFlags, args []string) error
 	if err != nil {
 		return err
 	}
-	c, err := codec.New(f.kms.codecOptions(api, false))
+	opts := f.kms.codecOptions(api, false)
+	if err := f.legacy.apply(&opts); err != nil {
+		return &usageError{cmd: cmd.CommandPath(), err: err}
+	}
+	c, err := codec.New(opts)
 	if err != nil {
 		return &usageError{cmd: cmd.CommandPath(), err: err}
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/cipher"
 	"encoding/base64"
 	"errors"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/spf13/pflag"
 	commonpb "go.temporal.io/api/common/v1"
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/temporal-kms/kmscodec/codec"
@@ -99,5 +101,54 @@ func TestLegacyKeyFileReadableByOthersIsRefused(t *testing.T) {
 	}
 	if _, err := legacyCodec(t, "--legacy-key-file", path); err == nil || !strings.Contains(err.Error(), "--legacy-key-file") || !strings.Contains(err.Error(), "0644") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// TestDecodeCommandReadsTheSamplesPayloadsWithALegacyKeyFile: kmscodec
+// decode, as a user types it, opens a payload of the encryption samples
+// with --legacy-key-file and leaves it sealed without.
+func TestDecodeCommandReadsTheSamplesPayloadsWithALegacyKeyFile(t *testing.T) {
+	dir := t.TempDir()
+	key := bytes.Repeat([]byte{0x5a}, 32)
+	keyFile := filepath.Join(dir, "legacy.json")
+	if err := os.WriteFile(keyFile, []byte(`{"sample-key": "`+base64.StdEncoding.EncodeToString(key)+`"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	in := &commonpb.Payload{Metadata: map[string][]byte{"encoding": []byte("json/plain")}, Data: []byte(`"written-before-kmscodec"`)}
+	body, err := protojson.Marshal(&commonpb.Payloads{Payloads: []*commonpb.Payload{sealLegacy(t, "sample-key", key, in)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	input := filepath.Join(dir, "payloads.json")
+	if err := os.WriteFile(input, body, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(kmstest.New().Handler())
+	t.Cleanup(srv.Close)
+	setFakeAWSEnv(t)
+	output := filepath.Join(dir, "decoded.json")
+	args := []string{"decode", "--kms-endpoint", srv.URL, "--decrypt-key-id", oldKeyARN, "--output-file", output, input}
+
+	if code, stderr := runKmscodec(append(args, "--legacy-key-file", keyFile)); code != exitOK {
+		t.Fatalf("decode --legacy-key-file: exit %d: %s", code, stderr)
+	}
+	got, err := os.ReadFile(output)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(got), base64.StdEncoding.EncodeToString(in.Data)) {
+		t.Errorf("the decoded file does not hold the payload's plaintext:\n%s", got)
+	}
+
+	// Without the key file the payload is not kmscodec's: it is left as it
+	// was, still sealed.
+	if code, stderr := runKmscodec(args); code != exitOK {
+		t.Fatalf("decode without --legacy-key-file: exit %d: %s", code, stderr)
+	}
+	if got, err = os.ReadFile(output); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(got), base64.StdEncoding.EncodeToString(in.Data)) {
+		t.Errorf("without --legacy-key-file the payload was opened:\n%s", got)
 	}
 }
