@@ -148,3 +148,30 @@ func TestErrorKindClassifiesEveryError(t *testing.T) {
 		t.Error("nil is not KindNone")
 	}
 }
+
+// The exported defaults are the ones a zero Options gets.
+func TestZeroOptionsTakeTheExportedDefaults(t *testing.T) {
+	fake := kmstest.New()
+	now := time.Now()
+	clock := func() time.Time { return now }
+	c := newCodec(t, codec.Options{KMS: fake, KeyID: fake.CreateKey(), Clock: clock})
+	in := payloads(codec.DefaultMaxPayloadsPerDataKey)
+	encode(t, c, in...)
+	if n := fake.Calls("GenerateDataKey"); n != 1 {
+		t.Fatalf("%d GenerateDataKey calls for DefaultMaxPayloadsPerDataKey payloads, want 1", n)
+	}
+	encode(t, c, payload("one more"))
+	if n := fake.Calls("GenerateDataKey"); n != 2 {
+		t.Fatalf("%d GenerateDataKey calls after one payload more, want 2", n)
+	}
+	now = now.Add(codec.DefaultDataKeyMaxAge - time.Nanosecond)
+	encode(t, c, payload("just before the max age"))
+	if n := fake.Calls("GenerateDataKey"); n != 2 {
+		t.Fatalf("%d GenerateDataKey calls within DefaultDataKeyMaxAge, want 2", n)
+	}
+	now = now.Add(time.Nanosecond)
+	encode(t, c, payload("at the max age"))
+	if n := fake.Calls("GenerateDataKey"); n != 3 {
+		t.Fatalf("%d GenerateDataKey calls at DefaultDataKeyMaxAge, want 3", n)
+	}
+}
