@@ -175,3 +175,28 @@ func TestZeroOptionsTakeTheExportedDefaults(t *testing.T) {
 		t.Fatalf("%d GenerateDataKey calls at DefaultDataKeyMaxAge, want 3", n)
 	}
 }
+
+// A payload sealed with its encryption context in any but the canonical
+// encoding is malformed, and no KMS call is made for it, even with a KMS
+// that would unwrap its data key under any context.
+func TestNonCanonicalContextsAreMalformedWithoutAKMSCall(t *testing.T) {
+	vectors := loadTestVectors(t)
+	kmsAPI := &kmstest.Counter{API: &vectorKMS{API: newMockWithNoCalls(t), vectors: vectors}}
+	c := newCodec(t, codec.Options{KMS: kmsAPI, KeyID: vectors.keyARN})
+	n := 0
+	for name, p := range vectors.named {
+		if name != "fail_reordered_context" && !strings.HasPrefix(name, "fail_context_") {
+			continue
+		}
+		n++
+		if _, err := c.Decode([]*commonpb.Payload{p}); codec.ErrorKind(err) != codec.KindMalformed {
+			t.Errorf("%s: got %v, want malformed", name, err)
+		}
+	}
+	if n < 10 {
+		t.Fatalf("only %d non-canonical context vectors", n)
+	}
+	if calls := kmsAPI.Total(); calls != 0 {
+		t.Errorf("%d KMS calls for payloads with non-canonical contexts", calls)
+	}
+}
