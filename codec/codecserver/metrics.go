@@ -1,33 +1,25 @@
-package main
+package codecserver
 
 import (
-	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/temporal-kms/kmscodec/codec"
 )
 
-// codecCollector exposes a Codec's counters to Prometheus. It reads
-// Codec.Stats at scrape time, so the codec needs no knowledge of
-// Prometheus and the numbers are never stale.
-type codecCollector struct {
-	stats   func() codec.Stats
-	metrics []codecMetric
-}
+// Names of the server's own metrics. The codec's are codec.Metric*.
+const (
+	MetricHTTPRequests        = "kmscodec_http_requests_total"
+	MetricHTTPRequestDuration = "kmscodec_http_request_duration_seconds"
+)
 
-// codecMetric is one time series: a counter with fixed labels, read from
-// a field of codec.Stats.
-type codecMetric struct {
-	desc  *prometheus.Desc
-	value func(codec.Stats) uint64
-}
-
-func newCodecCollector(stats func() codec.Stats) *codecCollector {
+// NewCodecCollector exposes a codec.Codec's counters to Prometheus, under
+// the names in codec.Metric* with the suffix "_total". It reads stats
+// (usually Codec.Stats) at scrape time, so the codec needs no knowledge
+// of Prometheus and the numbers are never stale.
+func NewCodecCollector(stats func() codec.Stats) prometheus.Collector {
 	// Each family is one metric name with at most one label, whose
 	// values are fixed: const labels keep the collector free of state.
 	family := func(name, help, label string) func(string, func(codec.Stats) uint64) codecMetric {
@@ -36,17 +28,17 @@ func newCodecCollector(stats func() codec.Stats) *codecCollector {
 			if label != "" {
 				labels = prometheus.Labels{label: value}
 			}
-			return codecMetric{desc: prometheus.NewDesc(name, help, nil, labels), value: f}
+			return codecMetric{desc: prometheus.NewDesc(name+"_total", help, nil, labels), value: f}
 		}
 	}
-	calls := family("kmscodec_kms_calls_total", "KMS calls made, by operation, failed ones included.", "operation")
-	failures := family("kmscodec_kms_failures_total", "KMS calls that failed.", "")
-	hits := family("kmscodec_cache_hits_total", "Data key cache hits, by side.", "side")
-	misses := family("kmscodec_cache_misses_total", "Data key cache misses, by side.", "side")
-	negative := family("kmscodec_negative_cache_hits_total", "Payloads refused because KMS recently rejected their wrapped key.", "")
-	payloads := family("kmscodec_payloads_total", "Payloads processed, by operation.", "operation")
-	bytes := family("kmscodec_payload_bytes_total", "Payload data bytes before encryption and after decryption, by operation.", "operation")
-	errs := family("kmscodec_errors_total", "Payloads that failed, by kind of error.", "kind")
+	calls := family(codec.MetricKMSCalls, "KMS calls made, by operation, failed ones included.", "operation")
+	failures := family(codec.MetricKMSFailures, "KMS calls that failed.", "")
+	hits := family(codec.MetricCacheHits, "Data key cache hits, by side.", "side")
+	misses := family(codec.MetricCacheMisses, "Data key cache misses, by side.", "side")
+	negative := family(codec.MetricNegativeCacheHits, "Payloads refused because KMS recently rejected their wrapped key.", "")
+	payloads := family(codec.MetricPayloads, "Payloads processed, by operation.", "operation")
+	bytes := family(codec.MetricPayloadBytes, "Payload data bytes before encryption and after decryption, by operation.", "operation")
+	errs := family(codec.MetricErrors, "Payloads that failed, by kind of error.", "kind")
 	return &codecCollector{stats: stats, metrics: []codecMetric{
 		calls("GenerateDataKey", func(s codec.Stats) uint64 { return s.GenerateDataKeyCalls }),
 		calls("Decrypt", func(s codec.Stats) uint64 { return s.DecryptCalls }),
@@ -72,6 +64,18 @@ func newCodecCollector(stats func() codec.Stats) *codecCollector {
 	}}
 }
 
+type codecCollector struct {
+	stats   func() codec.Stats
+	metrics []codecMetric
+}
+
+// codecMetric is one time series: a counter with fixed labels, read from
+// a field of codec.Stats.
+type codecMetric struct {
+	desc  *prometheus.Desc
+	value func(codec.Stats) uint64
+}
+
 // Describe implements prometheus.Collector.
 func (c *codecCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, m := range c.metrics {
@@ -87,25 +91,34 @@ func (c *codecCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// httpMetrics counts the codec server's requests. A nil *httpMetrics
-// counts nothing, so the server need not check.
+// httpMetrics counts the server's requests. A nil *httpMetrics counts
+// nothing, so the server need not check.
 type httpMetrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 }
 
-func newHTTPMetrics() *httpMetrics {
-	return &httpMetrics{
+func newHTTPMetrics(reg prometheus.Registerer) (*httpMetrics, error) {
+	if reg == nil {
+		return nil, nil
+	}
+	m := &httpMetrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "kmscodec_http_requests_total",
+			Name: MetricHTTPRequests,
 			Help: "Codec server requests, by route and status code.",
 		}, []string{"route", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "kmscodec_http_request_duration_seconds",
+			Name:    MetricHTTPRequestDuration,
 			Help:    "Codec server request latency, by route.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"route"}),
 	}
+	for _, c := range []prometheus.Collector{m.requests, m.duration} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
 }
 
 func (m *httpMetrics) observe(route string, status int, d time.Duration) {
@@ -114,25 +127,4 @@ func (m *httpMetrics) observe(route string, status int, d time.Duration) {
 	}
 	m.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
 	m.duration.WithLabelValues(route).Observe(d.Seconds())
-}
-
-// metricsRegistry gathers the codec's counters, the server's request
-// metrics and the Go runtime and process metrics.
-func metricsRegistry(c *codec.Codec, h *httpMetrics) *prometheus.Registry {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		newCodecCollector(c.Stats),
-		h.requests,
-		h.duration,
-	)
-	return reg
-}
-
-// metricsHandler serves reg in the Prometheus exposition format.
-func metricsHandler(reg *prometheus.Registry) http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	return mux
 }
