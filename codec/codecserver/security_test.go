@@ -76,7 +76,9 @@ func TestInsecureNoAuthAnswersOnlyLoopbackHosts(t *testing.T) {
 		}
 		req.Host = tt.host
 		req.Header.Set("Content-Type", "application/json")
-		if r := do(t, req); r.status != tt.status {
+		r := do(t, req)
+		t.Logf("Host %s: status %d", tt.host, r.status)
+		if r.status != tt.status {
 			t.Errorf("Host %s: status %d, want %d: %s", tt.host, r.status, tt.status, r.body)
 		}
 	}
@@ -168,6 +170,7 @@ func TestForgedTokensDoNotStarveAuthenticatedCallers(t *testing.T) {
 	r := request(t, http.MethodPost, srv.url+"/default/decode", in, "Authorization", "Bearer "+staticTestToken)
 	release()
 	wg.Wait()
+	t.Logf("a static-token request during a flood of %d forged JWTs held at the issuer: status %d", forged, r.status)
 	if r.status != 200 {
 		t.Fatalf("a static-token request during a flood of %d forged JWTs: status %d, want 200: %s", forged, r.status, r.body)
 	}
@@ -202,6 +205,7 @@ func TestForgedTokensDoNotRefetchTheKeys(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	t.Logf("%d forged tokens (half under the issuer's kid, half under unknown kids): %d JWKS fetches in all, the first for the valid token", n, iss.fetches.Load())
 	if got := iss.fetches.Load(); got > 2 {
 		t.Errorf("%d forged tokens caused %d JWKS fetches, want at most 2", n, got)
 	}
@@ -231,6 +235,7 @@ func TestKMSCallsPerRequestAreBounded(t *testing.T) {
 	kms := &kmstest.Counter{API: newFakeKMS(newKeyARN)}
 	srv := startServer(t, kms, Options{})
 	r := request(t, http.MethodPost, srv.url+"/default/decode", body(t, underDistinctDataKeys(t, 1000)), "Authorization", "Bearer "+staticTestToken)
+	t.Logf("1,000 payloads under 1,000 data keys: status %d %s, %d KMS calls", r.status, r.errBody.Code, kms.Total())
 	if r.status != http.StatusTooManyRequests {
 		t.Errorf("1,000 payloads under 1,000 data keys: status %d, want 429", r.status)
 	}
