@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -262,9 +263,13 @@ func newTestIssuer(t *testing.T) *testIssuer {
 		if g := iss.gate.Load(); g != nil {
 			<-*g
 		}
-		_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{
-			Key: &key.PublicKey, KeyID: iss.kid, Algorithm: string(jose.RS256), Use: "sig",
-		}}})
+		signing, err := json.Marshal(jose.JSONWebKey{Key: &key.PublicKey, KeyID: iss.kid, Algorithm: string(jose.RS256), Use: "sig"})
+		if err != nil {
+			panic(err)
+		}
+		// Beside its signing key, a key of a type no library knows yet,
+		// as issuers publish: it must not spoil the set.
+		fmt.Fprintf(w, `{"keys":[%s,{"kty":"future-kty","kid":"future","use":"sig"}]}`, signing)
 	})
 	return iss
 }

@@ -2,11 +2,13 @@ package codecserver
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -145,9 +147,44 @@ func (k *keySet) fetch(ctx context.Context) ([]jose.JSONWebKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fetching the JWKS: %w", err)
 	}
-	var set jose.JSONWebKeySet
+	var set struct {
+		Keys []json.RawMessage `json:"keys"`
+	}
 	if err := json.Unmarshal(body, &set); err != nil {
 		return nil, fmt.Errorf("the JWKS is not a JSON Web Key Set: %w", err)
 	}
-	return set.Keys, nil
+	// Keys this package cannot use (another key type, encryption keys)
+	// are skipped rather than fail the whole set, as issuers publish them
+	// beside their signing keys.
+	var keys []jose.JSONWebKey
+	for _, raw := range set.Keys {
+		var key jose.JSONWebKey
+		if json.Unmarshal(raw, &key) != nil || !key.Valid() || !key.IsPublic() || key.Use == "enc" {
+			continue
+		}
+		keys = append(keys, key)
+	}
+	return keys, nil
+}
+
+// mayFetch reports whether verifying raw could wait for a fetch of the
+// keys: its header names no key held. A token that does not parse
+// cannot, and fails at once.
+func (k *keySet) mayFetch(raw string) bool {
+	header, _, ok := strings.Cut(raw, ".")
+	if !ok {
+		return false
+	}
+	b, err := base64.RawURLEncoding.DecodeString(header)
+	if err != nil {
+		return false
+	}
+	var h struct {
+		KeyID string `json:"kid"`
+	}
+	if json.Unmarshal(b, &h) != nil {
+		return false
+	}
+	_, known := k.lookup(h.KeyID)
+	return !known
 }

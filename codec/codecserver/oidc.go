@@ -105,6 +105,7 @@ func checkHTTPSURL(what, raw string) error {
 // oidcVerifier checks JWT access tokens and maps them to a principal.
 type oidcVerifier struct {
 	verifier *oidc.IDTokenVerifier
+	keys     *keySet
 	opts     OIDCOptions
 }
 
@@ -132,7 +133,7 @@ func newOIDCVerifier(ctx context.Context, o OIDCOptions) (*oidcVerifier, error) 
 		cfg.SupportedSigningAlgs = supportedAlgs(doc.Algs)
 	}
 	keys := newKeySet(o.JWKSURL, o.HTTPClient, o.JWKSMinRefresh)
-	return &oidcVerifier{verifier: oidc.NewVerifier(o.Issuer, keys, cfg), opts: o}, nil
+	return &oidcVerifier{verifier: oidc.NewVerifier(o.Issuer, keys, cfg), keys: keys, opts: o}, nil
 }
 
 // supportedAlgs keeps the asymmetric algorithms among those an issuer

@@ -75,9 +75,10 @@ type Options struct {
 	// authenticated callers; beyond it a request gets 503 at once rather
 	// than queueing. Default 64.
 	MaxInFlight int
-	// MaxVerifyInFlight bounds concurrent JWT verifications, which may
-	// wait for the issuer's keys: tokens not yet verified cannot take
-	// more, and never take MaxInFlight's places. Default 16.
+	// MaxVerifyInFlight bounds concurrent verifications of JWTs that name
+	// a key not yet held, which may wait for the issuer's keys: tokens not
+	// yet verified cannot take more, and never take MaxInFlight's places;
+	// beyond it they get 503. Default 16.
 	MaxVerifyInFlight int
 	// MaxKMSCallsPerRequest bounds the KMS calls one decode request may
 	// cause (its distinct data keys not cached); more get 429 before any

@@ -145,10 +145,18 @@ func forgedToken(t *testing.T, iss *testIssuer, kid string) string {
 // keys, must not take the places of authenticated requests.
 func TestForgedTokensDoNotStarveAuthenticatedCallers(t *testing.T) {
 	iss := newTestIssuer(t)
+	oidc := iss.options()
+	oidc.JWKSMinRefresh = time.Millisecond // every unknown key fetches
+	srv := startServer(t, newFakeKMS(newKeyARN), Options{StaticToken: staticTestToken, OIDC: oidc, MaxInFlight: 4})
+	in := body(t, encrypted(t, newKeyARN, "default", 1))
+	valid := iss.token(t, nil)
+	if r := request(t, http.MethodPost, srv.url+"/default/decode", in, "Authorization", "Bearer "+valid); r.status != 200 {
+		t.Fatalf("a valid token before the flood: status %d: %s", r.status, r.body)
+	}
+	time.Sleep(2 * time.Millisecond)
 	release := iss.holdFetches()
 	defer release()
-	srv := startServer(t, newFakeKMS(newKeyARN), Options{StaticToken: staticTestToken, OIDC: iss.options(), MaxInFlight: 4})
-	in := body(t, encrypted(t, newKeyARN, "default", 1))
+	fetchesBefore := iss.fetches.Load()
 
 	const forged = 40
 	var wg sync.WaitGroup
@@ -161,15 +169,21 @@ func TestForgedTokensDoNotStarveAuthenticatedCallers(t *testing.T) {
 		}()
 	}
 	// Wait until the forged requests wait for the issuer's keys.
-	for deadline := time.Now().Add(10 * time.Second); iss.fetches.Load() == 0; time.Sleep(5 * time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); iss.fetches.Load() == fetchesBefore; time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("no JWKS fetch within 10s")
 		}
 	}
 	time.Sleep(200 * time.Millisecond) // let the rest of the flood arrive
 	r := request(t, http.MethodPost, srv.url+"/default/decode", in, "Authorization", "Bearer "+staticTestToken)
+	// A JWT under a key already held needs no fetch, and does not wait.
+	jwt := request(t, http.MethodPost, srv.url+"/default/decode", in, "Authorization", "Bearer "+valid)
 	release()
 	wg.Wait()
+	t.Logf("a valid JWT during the flood: status %d", jwt.status)
+	if jwt.status != 200 {
+		t.Errorf("a valid JWT during a flood of %d forged JWTs: status %d, want 200: %s", forged, jwt.status, jwt.body)
+	}
 	t.Logf("a static-token request during a flood of %d forged JWTs held at the issuer: status %d", forged, r.status)
 	if r.status != 200 {
 		t.Fatalf("a static-token request during a flood of %d forged JWTs: status %d, want 200: %s", forged, r.status, r.body)

@@ -345,9 +345,10 @@ func (s *Server) serveCodec(w http.ResponseWriter, r *http.Request, rec *request
 }
 
 // authenticate checks the request's credentials, in order of cost: the
-// static token, scoped tokens, then a JWT. Verifying a JWT may wait for
-// the issuer's keys, so it takes a place among MaxVerifyInFlight, never
-// one of the places of authenticated requests.
+// static token, scoped tokens, then a JWT. Verifying a JWT that names a
+// key not yet held may wait for the issuer's keys, so it takes a place
+// among MaxVerifyInFlight, never one of the places of authenticated
+// requests.
 func (s *Server) authenticate(r *http.Request) (*principal, *apiError) {
 	if s.opts.InsecureNoAuth {
 		return &principal{subject: "anonymous", any: true}, nil
@@ -382,10 +383,14 @@ func (s *Server) checkToken(r *http.Request) (*principal, *apiError) {
 		}
 	}
 	if s.oidc != nil && strings.Count(token, ".") == 2 {
-		if !s.verifying.tryAcquire() {
-			return nil, busy("token verifications")
+		// Only a token naming a key not held may wait for the issuer;
+		// the rest verify at once, with no place to take.
+		if s.oidc.keys.mayFetch(token) {
+			if !s.verifying.tryAcquire() {
+				return nil, busy("token verifications")
+			}
+			defer s.verifying.release()
 		}
-		defer s.verifying.release()
 		return s.oidc.verify(r.Context(), token)
 	}
 	return nil, unauthenticated("invalid token", errors.New("the bearer token is none this server accepts"))
