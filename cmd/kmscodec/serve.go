@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/temporal-kms/kmscodec/codec"
 	"github.com/temporal-kms/kmscodec/codec/codecserver"
@@ -127,7 +128,12 @@ the network. Behind a TLS-terminating proxy, set --allow-plaintext.`,
 			return a.runServe(cmd, f)
 		},
 	}
-	fs := cmd.Flags()
+	f.register(cmd.Flags())
+	return cmd
+}
+
+// register defines serve's flags on fs.
+func (f *serveFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.listen, "listen", "127.0.0.1:8081", "address to listen on; port 0 picks a free one (see --ready-file)")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "TLS certificate file (PEM), read again when it changes; required with --tls-key")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "TLS private key file (PEM), read again when it changes")
@@ -164,7 +170,6 @@ the network. Behind a TLS-terminating proxy, set --allow-plaintext.`,
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.kms.register(fs, true)
 	bindEnv(fs, nil)
-	return cmd
 }
 
 // serveConfig is serve's flags, checked and loaded.
@@ -192,37 +197,8 @@ func (a *app) checkServeFlags(cmd *cobra.Command, f *serveFlags) (*serveConfig, 
 	}
 	loopback := codecserver.IsLoopbackHost(host)
 
-	tokenValue, _ := a.lookupEnv(authTokenEnv)
-	tokenSet := tokenValue != ""
-	hasStatic := f.authTokenFile != "" || tokenSet
-	hasOIDC := f.oidcIssuer != ""
-	hasAuth := hasStatic || hasOIDC || f.scopedTokenFile != ""
-	switch {
-	case f.insecureNoAuth && hasAuth:
-		return nil, usagef(cmd, "--insecure-no-auth conflicts with the authentication configured (static token, --scoped-token-file or --oidc-issuer)")
-	case f.insecureNoAuth && !loopback:
-		return nil, usagef(cmd, "refusing --insecure-no-auth on %q: without authentication the server would decrypt for anyone who can reach it; listen on 127.0.0.1 or ::1", f.listen)
-	case !f.insecureNoAuth && !hasAuth:
-		return nil, usagef(cmd, "no authentication configured: set --auth-token-file or $%s (a static bearer token), --scoped-token-file, or --oidc-issuer with --oidc-audience; --insecure-no-auth serves without authentication on loopback only", authTokenEnv)
-	case f.authTokenFile != "" && tokenSet:
-		return nil, usagef(cmd, "set either --auth-token-file or $%s, not both", authTokenEnv)
-	case hasOIDC && f.oidcAudience == "":
-		return nil, usagef(cmd, "--oidc-issuer needs --oidc-audience: without an audience check, a token minted for any other application would be accepted")
-	case !hasOIDC && (f.oidcAudience != "" || f.oidcJWKSURL != "" || f.oidcIdentityClaim != ""):
-		return nil, usagef(cmd, "--oidc-audience, --oidc-jwks-url and --oidc-identity-claim need --oidc-issuer")
-	}
-	if hasStatic {
-		if f.authTokenFile != "" {
-			b, err := os.ReadFile(f.authTokenFile)
-			if err != nil {
-				return nil, usagef(cmd, "reading --auth-token-file: %v", err)
-			}
-			tokenValue = string(b)
-		}
-		if n := len(strings.TrimSpace(tokenValue)); n < codecserver.MinTokenLength {
-			return nil, usagef(cmd, "the static token is %d characters; use at least %d random ones (e.g. 'openssl rand -hex 32')", n, codecserver.MinTokenLength)
-		}
-		cfg.staticToken = strings.TrimSpace(tokenValue)
+	if cfg.staticToken, err = a.checkAuthFlags(cmd, f, loopback); err != nil {
+		return nil, err
 	}
 	if (f.tlsCert == "") != (f.tlsKey == "") {
 		return nil, usagef(cmd, "--tls-cert and --tls-key go together")
@@ -257,6 +233,44 @@ func (a *app) checkServeFlags(cmd *cobra.Command, f *serveFlags) (*serveConfig, 
 		return nil, usagef(cmd, "%s", strings.TrimPrefix(err.Error(), "codecserver: "))
 	}
 	return cfg, nil
+}
+
+// checkAuthFlags checks that some authentication is configured, and only
+// where it may be, and returns the static token, if any.
+func (a *app) checkAuthFlags(cmd *cobra.Command, f *serveFlags, loopback bool) (string, error) {
+	tokenValue, _ := a.lookupEnv(authTokenEnv)
+	tokenSet := tokenValue != ""
+	hasStatic := f.authTokenFile != "" || tokenSet
+	hasOIDC := f.oidcIssuer != ""
+	hasAuth := hasStatic || hasOIDC || f.scopedTokenFile != ""
+	switch {
+	case f.insecureNoAuth && hasAuth:
+		return "", usagef(cmd, "--insecure-no-auth conflicts with the authentication configured (static token, --scoped-token-file or --oidc-issuer)")
+	case f.insecureNoAuth && !loopback:
+		return "", usagef(cmd, "refusing --insecure-no-auth on %q: without authentication the server would decrypt for anyone who can reach it; listen on 127.0.0.1 or ::1", f.listen)
+	case !f.insecureNoAuth && !hasAuth:
+		return "", usagef(cmd, "no authentication configured: set --auth-token-file or $%s (a static bearer token), --scoped-token-file, or --oidc-issuer with --oidc-audience; --insecure-no-auth serves without authentication on loopback only", authTokenEnv)
+	case f.authTokenFile != "" && tokenSet:
+		return "", usagef(cmd, "set either --auth-token-file or $%s, not both", authTokenEnv)
+	case hasOIDC && f.oidcAudience == "":
+		return "", usagef(cmd, "--oidc-issuer needs --oidc-audience: without an audience check, a token minted for any other application would be accepted")
+	case !hasOIDC && (f.oidcAudience != "" || f.oidcJWKSURL != "" || f.oidcIdentityClaim != ""):
+		return "", usagef(cmd, "--oidc-audience, --oidc-jwks-url and --oidc-identity-claim need --oidc-issuer")
+	}
+	if hasStatic {
+		if f.authTokenFile != "" {
+			b, err := os.ReadFile(f.authTokenFile)
+			if err != nil {
+				return "", usagef(cmd, "reading --auth-token-file: %v", err)
+			}
+			tokenValue = string(b)
+		}
+		if n := len(strings.TrimSpace(tokenValue)); n < codecserver.MinTokenLength {
+			return "", usagef(cmd, "the static token is %d characters; use at least %d random ones (e.g. 'openssl rand -hex 32')", n, codecserver.MinTokenLength)
+		}
+		return strings.TrimSpace(tokenValue), nil
+	}
+	return "", nil
 }
 
 // serverOptions maps the flags onto codecserver.Options.
