@@ -248,8 +248,7 @@ func probe(w http.ResponseWriter, r *http.Request, ready func() error) *apiError
 	}
 	if ready != nil {
 		if err := ready(); err != nil {
-			e := errorf(http.StatusServiceUnavailable, codeUnavailable, "not ready: %v", err)
-			return e
+			return errorf(http.StatusServiceUnavailable, codeUnavailable, "not ready: %v", err)
 		}
 	}
 	w.Header().Set("Content-Type", "application/json")
