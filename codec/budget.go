@@ -15,8 +15,8 @@ import (
 //
 // It checks the batch as Decode does before its first KMS call, and
 // returns the error Decode would return for a payload that is malformed,
-// under a key that is not allowed, or (with Options.RejectUnencrypted)
-// not encrypted. The count is an upper bound: a key another request
+// under a key that is not allowed, (with Options.RequireSameNamespace) of
+// another namespace, or (with Options.RejectUnencrypted) not encrypted. The count is an upper bound: a key another request
 // fetches meanwhile, or one KMS recently refused, costs nothing.
 func (c *Codec) DataKeysToFetch(payloads []*commonpb.Payload) (int, error) {
 	missing := map[string]bool{}
@@ -30,6 +30,9 @@ func (c *Codec) DataKeysToFetch(payloads []*commonpb.Payload) (int, error) {
 		}
 		if err == nil {
 			err = c.checkAllowed(env.KeyARN)
+		}
+		if err == nil && c.opts.RequireSameNamespace {
+			err = c.checkNamespace(env)
 		}
 		if err != nil {
 			return 0, c.fail("decode", i, len(payloads), err)

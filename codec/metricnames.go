@@ -23,8 +23,7 @@ const (
 	// MetricPayloadBytes counts payload data bytes before encryption and
 	// after decryption; tag "operation": encode or decode.
 	MetricPayloadBytes = "kmscodec_payload_bytes"
-	// MetricErrors counts failed payloads; tag "kind": malformed,
-	// authentication, unsupported_format, key_not_allowed, unencrypted,
-	// kms or other.
+	// MetricErrors counts failed payloads; tag "kind": the Kind's
+	// String (malformed, authentication, kms_refused, ...).
 	MetricErrors = "kmscodec_errors"
 )

@@ -62,38 +62,48 @@ func errorf(status int, code, format string, args ...any) *apiError {
 var errUnboundPayload = errors.New("payload is not bound to a namespace")
 
 // codecError turns an error of a Codec's Encode or Decode into what the
-// client is told. It is the one place that does: KMS failures are the
-// server's upstream failing (502), except KMS refusing a payload's
-// wrapped key; a payload of another namespace is 403; the rest is about
-// the payloads the client sent.
+// client is told. It is the one place that does, by codec.ErrorKind:
+// KMS failing is the server's upstream failing (502), KMS refusing a
+// payload's wrapped key is the payload's fault (400), a payload of
+// another namespace is 403; the rest is about the payloads the client
+// sent, or the server's fault (500).
 func codecError(err error) *apiError {
-	var kmsErr *codec.KMSError
 	var e *apiError
+	var kmsErr *codec.KMSError
 	switch {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded) && !errors.As(err, &kmsErr):
 		// The client left or the write deadline passed: nobody reads this.
 		e = errorf(http.StatusServiceUnavailable, codeCanceled, "the request was canceled")
-	case errors.As(err, &kmsErr):
-		e = kmsError(kmsErr)
-	case errors.Is(err, codec.ErrNamespaceMismatch):
-		e = errorf(http.StatusForbidden, codeWrongNamespace, "a payload belongs to another namespace than the request's")
 	case errors.Is(err, errUnboundPayload):
 		e = errorf(http.StatusForbidden, codeWrongNamespace, "a payload is not bound to a namespace; this server decrypts only namespace-bound payloads")
-	case errors.Is(err, codec.ErrKeyNotAllowed):
-		e = errorf(http.StatusForbidden, codeKeyNotAllowed, "a payload is encrypted under a KMS key this server is not allowed to decrypt with")
-	case errors.Is(err, codec.ErrMalformedPayload):
-		e = errorf(http.StatusBadRequest, codeMalformedPayload, "a payload is marked kms-envelope-v1 but is malformed")
-	case errors.Is(err, codec.ErrAuthenticationFailed):
-		e = errorf(http.StatusBadRequest, codeMalformedPayload, "a payload failed authentication: it was altered after it was encrypted")
-	case errors.Is(err, codec.ErrUnsupportedFormat):
-		e = errorf(http.StatusBadRequest, codeMalformedPayload, "a payload uses an encryption format this server does not support")
-	case errors.Is(err, codec.ErrUnencryptedPayload):
-		e = errorf(http.StatusBadRequest, codeMalformedPayload, "a payload is not encrypted")
 	default:
-		e = errorf(http.StatusInternalServerError, codeInternal, "internal error")
+		e = codecKindError(err)
 	}
 	e.cause = err
 	return e
+}
+
+func codecKindError(err error) *apiError {
+	switch codec.ErrorKind(err) {
+	case codec.KindKMSRefused, codec.KindKMSUnavailable:
+		var kmsErr *codec.KMSError
+		if errors.As(err, &kmsErr) {
+			return kmsError(kmsErr)
+		}
+	case codec.KindNamespaceMismatch:
+		return errorf(http.StatusForbidden, codeWrongNamespace, "a payload belongs to another namespace than the request's")
+	case codec.KindKeyNotAllowed:
+		return errorf(http.StatusForbidden, codeKeyNotAllowed, "a payload is encrypted under a KMS key this server is not allowed to decrypt with")
+	case codec.KindMalformed:
+		return errorf(http.StatusBadRequest, codeMalformedPayload, "a payload is marked kms-envelope-v1 but is malformed")
+	case codec.KindAuthentication:
+		return errorf(http.StatusBadRequest, codeMalformedPayload, "a payload failed authentication: it was altered after it was encrypted")
+	case codec.KindUnsupportedFormat:
+		return errorf(http.StatusBadRequest, codeMalformedPayload, "a payload uses an encryption format this server does not support")
+	case codec.KindUnencrypted:
+		return errorf(http.StatusBadRequest, codeMalformedPayload, "a payload is not encrypted")
+	}
+	return errorf(http.StatusInternalServerError, codeInternal, "internal error")
 }
 
 // kmsError tells a client that KMS failed. The AWS error code

@@ -54,13 +54,18 @@ func NewCodecCollector(stats func() codec.Stats) prometheus.Collector {
 		payloads("pass_through", func(s codec.Stats) uint64 { return s.PayloadsPassedThrough }),
 		bytes("encode", func(s codec.Stats) uint64 { return s.BytesEncoded }),
 		bytes("decode", func(s codec.Stats) uint64 { return s.BytesDecoded }),
-		errs("malformed", func(s codec.Stats) uint64 { return s.ErrorsMalformed }),
-		errs("authentication", func(s codec.Stats) uint64 { return s.ErrorsAuthentication }),
-		errs("unsupported_format", func(s codec.Stats) uint64 { return s.ErrorsUnsupportedFormat }),
-		errs("key_not_allowed", func(s codec.Stats) uint64 { return s.ErrorsKeyNotAllowed }),
-		errs("unencrypted", func(s codec.Stats) uint64 { return s.ErrorsUnencrypted }),
-		errs("kms", func(s codec.Stats) uint64 { return s.ErrorsKMS }),
-		errs("other", func(s codec.Stats) uint64 { return s.ErrorsOther }),
+		// The kinds are codec.Kind's names, as the codec tags them for a
+		// MetricsHandler.
+		errs(codec.KindMalformed.String(), func(s codec.Stats) uint64 { return s.ErrorsMalformed }),
+		errs(codec.KindAuthentication.String(), func(s codec.Stats) uint64 { return s.ErrorsAuthentication }),
+		errs(codec.KindUnsupportedFormat.String(), func(s codec.Stats) uint64 { return s.ErrorsUnsupportedFormat }),
+		errs(codec.KindKeyNotAllowed.String(), func(s codec.Stats) uint64 { return s.ErrorsKeyNotAllowed }),
+		errs(codec.KindNamespaceMismatch.String(), func(s codec.Stats) uint64 { return s.ErrorsNamespaceMismatch }),
+		errs(codec.KindUnencrypted.String(), func(s codec.Stats) uint64 { return s.ErrorsUnencrypted }),
+		errs(codec.KindKMSRefused.String(), func(s codec.Stats) uint64 { return s.ErrorsKMSRefused }),
+		errs(codec.KindKMSUnavailable.String(), func(s codec.Stats) uint64 { return s.ErrorsKMSUnavailable }),
+		errs(codec.KindInvalidArgument.String(), func(s codec.Stats) uint64 { return s.ErrorsInvalidArgument }),
+		errs(codec.KindInternal.String(), func(s codec.Stats) uint64 { return s.ErrorsInternal }),
 	}}
 }
 

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	commonpb "go.temporal.io/api/common/v1"
+
+	"github.com/temporal-kms/kmscodec/codec/codecserver/cloudauth"
 )
 
 // Tokens of the scoped-token tests, each over 32 characters.
@@ -239,5 +241,21 @@ func TestReadyz(t *testing.T) {
 	mu.Unlock()
 	if r := request(t, http.MethodGet, srv.url+"/readyz", ""); r.status != 200 {
 		t.Errorf("GET /readyz once ready: %d %s", r.status, r.body)
+	}
+}
+
+// The Temporal Cloud authorizer plugs into OIDCOptions.NamespaceAuthorizer.
+var _ NamespaceAuthorizer = (*cloudauth.Authorizer)(nil)
+
+// TestCloudAuthErrorsMapToStatuses: the Cloud authorizer's "could not
+// decide" fails closed with 503; its refusals are 403.
+func TestCloudAuthErrorsMapToStatuses(t *testing.T) {
+	if !unavailable(fmt.Errorf("authorizing: %w", &cloudauth.UnavailableError{Err: errors.New("dial tcp: timeout")})) {
+		t.Error("cloudauth.UnavailableError is not taken as unavailable")
+	}
+	for _, err := range []error{cloudauth.ErrNoAccess, cloudauth.ErrUnknownUser} {
+		if unavailable(err) {
+			t.Errorf("%v is taken as unavailable, want a refusal", err)
+		}
 	}
 }
