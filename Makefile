@@ -67,7 +67,7 @@ demo-ui: $(TEMPORAL)
 ## fuzz: each fuzz target for FUZZTIME (make test replays the corpora only).
 FUZZTIME ?= 30s
 FUZZ_TARGETS := envelope:FuzzOpen envelope:FuzzUnmarshalPayload codec:FuzzDecode codec:FuzzEncodeDecodeRoundTrip \
-	cmd/kmscodec:FuzzServeDecode cmd/kmscodec:FuzzDecodeHistory
+	codec/codecserver:FuzzServeDecode cmd/kmscodec:FuzzDecodeHistory
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t#*:}; \
