@@ -26,7 +26,9 @@ import (
 
 // serveFlags are the flags of kmscodec serve.
 type serveFlags struct {
-	kms kmsFlags
+	kms    kmsFlags
+	legacy legacyFlags
+	cloud  cloudFlags
 
 	listen            string
 	tlsCert           string
@@ -169,6 +171,8 @@ func (f *serveFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.logFormat, "log-format", "json", "log format: json or text")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.kms.register(fs, true)
+	f.legacy.register(fs)
+	f.cloud.register(fs)
 	bindEnv(fs, nil)
 }
 
@@ -177,6 +181,9 @@ type serveConfig struct {
 	flags       *serveFlags
 	staticToken string
 	logger      *slog.Logger
+	// authorizer decides namespaces for verified tokens in Temporal Cloud
+	// mode; runServe connects it.
+	authorizer codecserver.NamespaceAuthorizer
 }
 
 // checkServeFlags validates the flags without touching the network. It is
@@ -198,6 +205,9 @@ func (a *app) checkServeFlags(cmd *cobra.Command, f *serveFlags) (*serveConfig, 
 	loopback := codecserver.IsLoopbackHost(host)
 
 	if cfg.staticToken, err = a.checkAuthFlags(cmd, f, loopback); err != nil {
+		return nil, err
+	}
+	if err := f.cloud.check(cmd, f); err != nil {
 		return nil, err
 	}
 	if (f.tlsCert == "") != (f.tlsKey == "") {
@@ -305,9 +315,8 @@ func (cfg *serveConfig) serverOptions(c *codec.Codec, reg prometheus.Registerer,
 			IdentityClaim:    f.oidcIdentityClaim,
 			JWKSURL:          f.oidcJWKSURL,
 			JWKSMinRefresh:   f.oidcJWKSRefresh,
-			// Temporal Cloud: the --cloud-... flags set
-			// NamespaceAuthorizer here to a cloudauth client, which
-			// needs IdentityClaim.
+			// Temporal Cloud mode; nil otherwise.
+			NamespaceAuthorizer: cfg.authorizer,
 		}
 	}
 	return opts
@@ -355,9 +364,21 @@ func (a *app) runServe(cmd *cobra.Command, f *serveFlags) error {
 		return err
 	}
 	health := newKMSHealth(api, f.readyKMSFailures, probeKeyID(&f.kms), log)
-	c, err := codec.New(f.kms.codecOptions(health, f.enableEncode))
+	opts := f.kms.codecOptions(health, f.enableEncode)
+	if err := f.legacy.apply(&opts); err != nil {
+		return &usageError{cmd: cmd.CommandPath(), err: err}
+	}
+	c, err := codec.New(opts)
 	if err != nil {
 		return &usageError{cmd: cmd.CommandPath(), err: err}
+	}
+	authz, err := f.cloud.authorizer(cmd, a.lookupEnv)
+	if err != nil {
+		return err
+	}
+	if authz != nil {
+		defer authz.Close()
+		cfg.authorizer = authz
 	}
 	ls, err := a.listen(cmd, cfg)
 	if err != nil {
