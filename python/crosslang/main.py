@@ -40,11 +40,6 @@ def env(name: str) -> str:
 
 
 def new_codec() -> KMSCodec:
-    # An empty AWS variable means unset, as the Go SDK reads it; botocore
-    # would look for a profile named "".
-    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN"):
-        if os.environ.get(name) == "":
-            del os.environ[name]
     client = kms_client(region_name=env("AWS_REGION"), endpoint_url=env("KMS_ENDPOINT"))
     return KMSCodec(client, env("KMS_KEY_ID"), namespace=env("TEMPORAL_NAMESPACE"))
 
