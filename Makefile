@@ -8,10 +8,10 @@ TEMPORAL := $(CACHE)/temporal-$(TEMPORAL_CLI_VERSION)/temporal
 # The headless browser of the Web UI test: a command name or a path.
 CHROMIUM ?= chromium
 
-.PHONY: test check unit vet fmt generate-check bench-smoke bench integration demo fuzz build temporal-cli chromium
+.PHONY: test check unit vet fmt generate-check bench-smoke bench integration demo demo-ui fuzz build temporal-cli chromium
 
 ## test: every check and test suite, as CI runs it.
-test: check unit bench-smoke typescript-test integration
+test: check unit bench-smoke integration
 
 ## check: formatting, vet, and that generated code is up to date.
 check: fmt vet generate-check
@@ -42,7 +42,7 @@ bench-smoke: $(TEMPORAL)
 ## and the codec server driven by the Temporal CLI and, in headless Chromium,
 ## the Web UI. The first run builds the Temporal CLI (several minutes); later
 ## runs reuse it.
-integration: $(TEMPORAL) chromium typescript-deps
+integration: $(TEMPORAL) chromium
 	cd integration_test && TEMPORAL_CLI=$(TEMPORAL) CHROMIUM=$(CHROMIUM) $(GO) test -race -count=1 -timeout 20m ./...
 
 ## chromium: Debian's chromium for the Web UI test, installed with apt-get
@@ -59,10 +59,15 @@ chromium:
 demo: $(TEMPORAL)
 	cd integration_test && TEMPORAL_CLI=$(TEMPORAL) $(GO) run ./cmd/demo
 
+## demo-ui: the Temporal Web UI decoding through kmscodec serve, with a
+## few workflows to look at, until Ctrl-C.
+demo-ui: $(TEMPORAL)
+	cd integration_test && TEMPORAL_CLI=$(TEMPORAL) $(GO) run ./cmd/demo -ui
+
 ## fuzz: each fuzz target for FUZZTIME (make test replays the corpora only).
 FUZZTIME ?= 30s
 FUZZ_TARGETS := envelope:FuzzOpen envelope:FuzzUnmarshalPayload codec:FuzzDecode codec:FuzzEncodeDecodeRoundTrip \
-	cmd/kmscodec:FuzzServeDecode cmd/kmscodec:FuzzDecodeHistory
+	codec/codecserver:FuzzServeDecode cmd/kmscodec:FuzzDecodeHistory
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t#*:}; \
@@ -108,3 +113,43 @@ typescript-test: typescript-lint
 	cd $(TS_DIR) && $(NPM) test
 bench-typescript: typescript-deps
 	cd $(TS_DIR) && $(NPM) run --silent bench
+
+test: typescript-test
+integration: typescript-deps
+
+## ---- Python (python/): package temporal-kmscodec, import kmscodec ----
+# A venv under .cache/ with python/ installed editable and the exact tool
+# versions of python/requirements-dev.txt; rebuilt when either file changes
+# (the stamp's name carries their hash).
+PYTHON ?= python3
+PYTHON_VENV := $(CACHE)/python-venv
+PYTHON_BIN := $(PYTHON_VENV)/bin/python
+PYTHON_STAMP := $(PYTHON_VENV)/.deps-$(shell cat python/requirements-dev.txt python/pyproject.toml | sha256sum | cut -c1-16)
+
+.PHONY: python-deps python-lint python-test bench-python
+
+## python-deps: the Python venv in .cache/python-venv.
+python-deps: $(PYTHON_STAMP)
+
+$(PYTHON_STAMP):
+	rm -f $(PYTHON_VENV)/.deps-*
+	$(PYTHON) -m venv $(PYTHON_VENV)
+	$(PYTHON_BIN) -m pip install --quiet --disable-pip-version-check -r python/requirements-dev.txt
+	$(PYTHON_BIN) -m pip install --quiet --disable-pip-version-check --no-deps -e python
+	touch $@
+
+## python-lint: ruff (lint and format) and mypy --strict.
+python-lint: python-deps
+	cd python && $(PYTHON_BIN) -m ruff check . && $(PYTHON_BIN) -m ruff format --check . && $(PYTHON_BIN) -m mypy
+
+## python-test: lint, type-check, then the unit tests and test vectors.
+python-test: python-lint
+	cd python && $(PYTHON_BIN) -m pytest -q
+
+## bench-python: the Python codec against raw AES-GCM and a static-key codec.
+bench-python: python-deps
+	cd python && $(PYTHON_BIN) benchmarks/bench_codec.py
+
+test: python-test
+integration: python-deps
+integration: export KMSCODEC_PYTHON := $(PYTHON_BIN)

@@ -135,6 +135,16 @@ type Options struct {
 	// stranding encrypted histories.
 	DisableEncryption bool
 
+	// Legacy, if set, is used only to Decode the payloads kmscodec does not
+	// own: those with no encryption-format, which would otherwise pass
+	// through, such as the payloads of Temporal's encryption samples
+	// (NewLegacyStaticKeyDecoder). It is never used to Encode: new payloads
+	// are always kms-envelope-v1, so the old key can be retired once no
+	// retained history needs it. Legacy payloads need no KMS call and are
+	// not checked against the key allow-list; with RejectUnencrypted, a
+	// payload that Legacy hands back unchanged is rejected. Default: none.
+	Legacy converter.PayloadCodec
+
 	// Clock returns the current time. Default time.Now; tests set it.
 	Clock func() time.Time
 }
@@ -382,10 +392,13 @@ func (c *Codec) Decode(payloads []*commonpb.Payload) ([]*commonpb.Payload, error
 	if len(payloads) > len(small) {
 		envs = make([]*envelope.Envelope, 0, len(payloads))
 	}
+	var legacy []int // positions of the payloads for Options.Legacy
 	for i, p := range payloads {
 		env, err := envelope.Parse(p)
 		if errors.Is(err, envelope.ErrNotEncrypted) {
-			if c.opts.RejectUnencrypted {
+			if c.opts.Legacy != nil {
+				legacy = append(legacy, i)
+			} else if c.opts.RejectUnencrypted {
 				return nil, c.fail("decode", i, len(payloads), ErrUnencryptedPayload)
 			}
 			envs = append(envs, nil)
@@ -403,10 +416,15 @@ func (c *Codec) Decode(payloads []*commonpb.Payload) ([]*commonpb.Payload, error
 		envs = append(envs, env)
 	}
 	out := make([]*commonpb.Payload, len(payloads))
+	if err := c.decodeLegacy(payloads, legacy, out); err != nil {
+		return nil, err
+	}
 	var decoded, n uint64
 	for i, env := range envs {
 		if env == nil {
-			out[i] = payloads[i]
+			if out[i] == nil {
+				out[i] = payloads[i]
+			}
 			continue
 		}
 		dataKey, err := c.dataKey(env)

@@ -129,12 +129,12 @@ func TestSampleCodecPayloadsPassThroughTheKMSCodecUntouched(t *testing.T) {
 	}
 }
 
-// Migrating from the sample codec: with the KMS codec first in the chain
-// (it encodes last and decodes first), the data converter reads history
-// written by a plain converter, by the sample codec alone, by the chain
-// itself, and by the KMS codec alone (the state after the migration), and
-// writes new payloads that KMS protects. The sample codec receives its
-// own payloads byte for byte as it wrote them.
+// A chain with the KMS codec first (it encodes last and decodes first)
+// reads history written by a plain converter, by the sample codec alone,
+// by the chain itself, and by the KMS codec alone, and the sample codec
+// receives its own payloads byte for byte as it wrote them. It is not the
+// way to migrate: the chain also seals every new payload under the
+// sample's static key (see legacy_test.go); Options.Legacy is.
 func TestAChainWithTheKMSCodecFirstReadsSampleCodecAndPlainHistory(t *testing.T) {
 	fake := kmstest.New()
 	arn := fake.CreateKey()

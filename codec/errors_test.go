@@ -148,3 +148,55 @@ func TestErrorKindClassifiesEveryError(t *testing.T) {
 		t.Error("nil is not KindNone")
 	}
 }
+
+// The exported defaults are the ones a zero Options gets.
+func TestZeroOptionsTakeTheExportedDefaults(t *testing.T) {
+	fake := kmstest.New()
+	now := time.Now()
+	clock := func() time.Time { return now }
+	c := newCodec(t, codec.Options{KMS: fake, KeyID: fake.CreateKey(), Clock: clock})
+	in := payloads(codec.DefaultMaxPayloadsPerDataKey)
+	encode(t, c, in...)
+	if n := fake.Calls("GenerateDataKey"); n != 1 {
+		t.Fatalf("%d GenerateDataKey calls for DefaultMaxPayloadsPerDataKey payloads, want 1", n)
+	}
+	encode(t, c, payload("one more"))
+	if n := fake.Calls("GenerateDataKey"); n != 2 {
+		t.Fatalf("%d GenerateDataKey calls after one payload more, want 2", n)
+	}
+	now = now.Add(codec.DefaultDataKeyMaxAge - time.Nanosecond)
+	encode(t, c, payload("just before the max age"))
+	if n := fake.Calls("GenerateDataKey"); n != 2 {
+		t.Fatalf("%d GenerateDataKey calls within DefaultDataKeyMaxAge, want 2", n)
+	}
+	now = now.Add(time.Nanosecond)
+	encode(t, c, payload("at the max age"))
+	if n := fake.Calls("GenerateDataKey"); n != 3 {
+		t.Fatalf("%d GenerateDataKey calls at DefaultDataKeyMaxAge, want 3", n)
+	}
+}
+
+// A payload sealed with its encryption context in any but the canonical
+// encoding is malformed, and no KMS call is made for it, even with a KMS
+// that would unwrap its data key under any context.
+func TestNonCanonicalContextsAreMalformedWithoutAKMSCall(t *testing.T) {
+	vectors := loadTestVectors(t)
+	kmsAPI := &kmstest.Counter{API: &vectorKMS{API: newMockWithNoCalls(t), vectors: vectors}}
+	c := newCodec(t, codec.Options{KMS: kmsAPI, KeyID: vectors.keyARN})
+	n := 0
+	for name, p := range vectors.named {
+		if name != "fail_reordered_context" && !strings.HasPrefix(name, "fail_context_") {
+			continue
+		}
+		n++
+		if _, err := c.Decode([]*commonpb.Payload{p}); codec.ErrorKind(err) != codec.KindMalformed {
+			t.Errorf("%s: got %v, want malformed", name, err)
+		}
+	}
+	if n < 10 {
+		t.Fatalf("only %d non-canonical context vectors", n)
+	}
+	if calls := kmsAPI.Total(); calls != 0 {
+		t.Errorf("%d KMS calls for payloads with non-canonical contexts", calls)
+	}
+}
