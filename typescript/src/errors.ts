@@ -21,15 +21,21 @@ export class KMSCodecError extends Error {
     this.name = new.target.name;
   }
 
-  /** Says where the error happened: which operation, which payload of how many. */
+  /**
+   * Returns a copy of this error that says where it happened: which
+   * operation, which payload of how many. A copy, because one error may
+   * reach several callers (those that shared a KMS call) and each names
+   * its own payload.
+   */
   locate(operation: 'encode' | 'decode', index: number, count: number): this {
-    this.payloadIndex = index;
-    this.message = `${operation} payload ${String(index + 1)} of ${String(count)}: ${this.message}`;
-    if (this.stack !== undefined) {
-      const rest = this.stack.slice(this.stack.indexOf('\n'));
-      this.stack = `${this.name}: ${this.message}${this.stack.includes('\n') ? rest : ''}`;
-    }
-    return this;
+    const copy = Object.assign(Object.create(Object.getPrototypeOf(this) as object) as this, this);
+    Object.defineProperty(copy, 'cause', { value: this.cause, writable: true, configurable: true });
+    copy.payloadIndex = index;
+    copy.message = `${operation} payload ${String(index + 1)} of ${String(count)}: ${this.message}`;
+    const stack = this.stack ?? '';
+    const frames = stack.includes('\n') ? stack.slice(stack.indexOf('\n')) : '';
+    copy.stack = `${this.name}: ${copy.message}${frames}`;
+    return copy;
   }
 }
 

@@ -183,13 +183,22 @@ void describe('Decrypt failing', () => {
     }
   });
 
-  void it('fails every waiter of a shared Decrypt with the error, and retries afterwards', async () => {
+  void it('fails every waiter of a shared Decrypt, each with its own error naming its payload once', async () => {
     const { encoded, kms } = await sealed();
     const reader = new KMSCodec({ kms: kms.client, keyId: KEY_ARN });
     kms.mock.on(DecryptCommand).rejectsOnce(throttled());
     const results = await Promise.allSettled(Array.from({ length: 8 }, () => reader.decode(encoded)));
-    assert.ok(results.every((r) => r.status === 'rejected'));
     assert.equal(kms.calls(DecryptCommand), 1);
+    for (const result of results) {
+      assert.equal(result.status, 'rejected');
+      const err: unknown = result.reason;
+      assert.ok(err instanceof KMSError);
+      // Each caller's error names its payload once.
+      assert.match(err.message, /^decode payload 1 of 2: kms Decrypt/);
+      assert.equal(err.payloadIndex, 0);
+      assert.equal((err.cause as Error).name, 'ThrottlingException');
+    }
+
   });
 });
 
