@@ -53,7 +53,8 @@ const (
 // field has a default, given with it.
 type Options struct {
 	// KMS is the client that generates and unwraps data keys, usually
-	// kms.NewFromConfig(cfg) from aws-sdk-go-v2. Required.
+	// kms.NewFromConfig(cfg) from aws-sdk-go-v2. Required. With Region
+	// set, it is the client of that region, the codec's own.
 	KMS kms.API
 
 	// KeyID is the KMS key that new payloads are encrypted under: a key
