@@ -67,7 +67,7 @@ demo-ui: $(TEMPORAL)
 ## fuzz: each fuzz target for FUZZTIME (make test replays the corpora only).
 FUZZTIME ?= 30s
 FUZZ_TARGETS := envelope:FuzzOpen envelope:FuzzUnmarshalPayload codec:FuzzDecode codec:FuzzEncodeDecodeRoundTrip \
-	cmd/kmscodec:FuzzServeDecode cmd/kmscodec:FuzzDecodeHistory
+	codec/codecserver:FuzzServeDecode cmd/kmscodec:FuzzDecodeHistory
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t#*:}; \
@@ -92,3 +92,40 @@ bench: $(TEMPORAL)
 
 $(TEMPORAL):
 	GOBIN=$(dir $@) $(GO) install github.com/temporalio/cli/cmd/temporal@$(TEMPORAL_CLI_VERSION)
+
+## ---- Python (python/): package temporal-kmscodec, import kmscodec ----
+# A venv under .cache/ with python/ installed editable and the exact tool
+# versions of python/requirements-dev.txt; rebuilt when either file changes
+# (the stamp's name carries their hash).
+PYTHON ?= python3
+PYTHON_VENV := $(CACHE)/python-venv
+PYTHON_BIN := $(PYTHON_VENV)/bin/python
+PYTHON_STAMP := $(PYTHON_VENV)/.deps-$(shell cat python/requirements-dev.txt python/pyproject.toml | sha256sum | cut -c1-16)
+
+.PHONY: python-deps python-lint python-test bench-python
+
+## python-deps: the Python venv in .cache/python-venv.
+python-deps: $(PYTHON_STAMP)
+
+$(PYTHON_STAMP):
+	rm -f $(PYTHON_VENV)/.deps-*
+	$(PYTHON) -m venv $(PYTHON_VENV)
+	$(PYTHON_BIN) -m pip install --quiet --disable-pip-version-check -r python/requirements-dev.txt
+	$(PYTHON_BIN) -m pip install --quiet --disable-pip-version-check --no-deps -e python
+	touch $@
+
+## python-lint: ruff (lint and format) and mypy --strict.
+python-lint: python-deps
+	cd python && $(PYTHON_BIN) -m ruff check . && $(PYTHON_BIN) -m ruff format --check . && $(PYTHON_BIN) -m mypy
+
+## python-test: lint, type-check, then the unit tests and test vectors.
+python-test: python-lint
+	cd python && $(PYTHON_BIN) -m pytest -q
+
+## bench-python: the Python codec against raw AES-GCM and a static-key codec.
+bench-python: python-deps
+	cd python && $(PYTHON_BIN) benchmarks/bench_codec.py
+
+test: python-test
+integration: python-deps
+integration: export KMSCODEC_PYTHON := $(PYTHON_BIN)

@@ -103,20 +103,20 @@ var counterNames = [numCounters]struct {
 	name string
 	tags map[string]string
 }{
-	cache.EncryptHit:          {"kmscodec_cache_hits", map[string]string{"side": "encrypt"}},
-	cache.EncryptMiss:         {"kmscodec_cache_misses", map[string]string{"side": "encrypt"}},
-	cache.DecryptHit:          {"kmscodec_cache_hits", map[string]string{"side": "decrypt"}},
-	cache.DecryptMiss:         {"kmscodec_cache_misses", map[string]string{"side": "decrypt"}},
-	cache.GenerateDataKeyCall: {"kmscodec_kms_calls", map[string]string{"operation": "GenerateDataKey"}},
-	cache.DecryptCall:         {"kmscodec_kms_calls", map[string]string{"operation": "Decrypt"}},
-	cache.DescribeKeyCall:     {"kmscodec_kms_calls", map[string]string{"operation": "DescribeKey"}},
-	cache.KMSFailure:          {"kmscodec_kms_failures", nil},
-	cache.NegativeHit:         {"kmscodec_negative_cache_hits", nil},
-	payloadsEncoded:           {"kmscodec_payloads", map[string]string{"operation": "encode"}},
-	payloadsDecoded:           {"kmscodec_payloads", map[string]string{"operation": "decode"}},
-	payloadsPassedThrough:     {"kmscodec_payloads", map[string]string{"operation": "pass_through"}},
-	bytesEncoded:              {"kmscodec_payload_bytes", map[string]string{"operation": "encode"}},
-	bytesDecoded:              {"kmscodec_payload_bytes", map[string]string{"operation": "decode"}},
+	cache.EncryptHit:          {MetricCacheHits, map[string]string{"side": "encrypt"}},
+	cache.EncryptMiss:         {MetricCacheMisses, map[string]string{"side": "encrypt"}},
+	cache.DecryptHit:          {MetricCacheHits, map[string]string{"side": "decrypt"}},
+	cache.DecryptMiss:         {MetricCacheMisses, map[string]string{"side": "decrypt"}},
+	cache.GenerateDataKeyCall: {MetricKMSCalls, map[string]string{"operation": "GenerateDataKey"}},
+	cache.DecryptCall:         {MetricKMSCalls, map[string]string{"operation": "Decrypt"}},
+	cache.DescribeKeyCall:     {MetricKMSCalls, map[string]string{"operation": "DescribeKey"}},
+	cache.KMSFailure:          {MetricKMSFailures, nil},
+	cache.NegativeHit:         {MetricNegativeCacheHits, nil},
+	payloadsEncoded:           {MetricPayloads, map[string]string{"operation": "encode"}},
+	payloadsDecoded:           {MetricPayloads, map[string]string{"operation": "decode"}},
+	payloadsPassedThrough:     {MetricPayloads, map[string]string{"operation": "pass_through"}},
+	bytesEncoded:              {MetricPayloadBytes, map[string]string{"operation": "encode"}},
+	bytesDecoded:              {MetricPayloadBytes, map[string]string{"operation": "decode"}},
 }
 
 func init() {
@@ -124,7 +124,7 @@ func init() {
 		counterNames[errorCounter(k)] = struct {
 			name string
 			tags map[string]string
-		}{"kmscodec_errors", map[string]string{"kind": k.String()}}
+		}{MetricErrors, map[string]string{"kind": k.String()}}
 	}
 }
 

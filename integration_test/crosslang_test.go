@@ -132,7 +132,16 @@ func newCrossLanguage(t *testing.T) *crossLanguage {
 // environment, with AWS pointed at the emulator and at no shared config.
 func (x *crossLanguage) Env(t *testing.T, taskQueue string, extra ...string) []string {
 	none := t.TempDir() + "/none"
-	env := append(os.Environ(),
+	// The developer's own AWS settings (a profile, a session token) must
+	// not reach the process: they are dropped, not set empty, since not
+	// every AWS SDK reads an empty variable as unset.
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "AWS_") {
+			env = append(env, kv)
+		}
+	}
+	env = append(env,
 		"TEMPORAL_ADDRESS="+server.HostPort,
 		"TEMPORAL_NAMESPACE="+x.Namespace,
 		"KMS_ENDPOINT="+x.KMS.URL,
@@ -142,8 +151,6 @@ func (x *crossLanguage) Env(t *testing.T, taskQueue string, extra ...string) []s
 		"AWS_DEFAULT_REGION="+harness.Region,
 		"AWS_ACCESS_KEY_ID=AKIDLOCALKMS",
 		"AWS_SECRET_ACCESS_KEY=local-kms-secret",
-		"AWS_SESSION_TOKEN=",
-		"AWS_PROFILE=",
 		"AWS_CONFIG_FILE="+none,
 		"AWS_SHARED_CREDENTIALS_FILE="+none,
 		"AWS_EC2_METADATA_DISABLED=true",

@@ -4,6 +4,7 @@
 //	kmscodec serve    a codec server for the Temporal Web UI and CLI
 //	kmscodec decode   decrypts the payloads of a history or payloads file
 //	kmscodec keys     lists the KMS keys that payloads were encrypted under
+//	kmscodec hash-token  prints a token's line prefix for --scoped-token-file
 //
 // Every flag can also be set by an environment variable, named after the
 // flag: --max-body-bytes is KMSCODEC_MAX_BODY_BYTES. A flag given on the
@@ -95,6 +96,7 @@ encrypted with AWS KMS envelope encryption.
   serve    runs a codec server for the Temporal Web UI and CLI
   decode   decrypts the payloads of a history or payloads file, offline
   keys     lists the KMS keys that payloads were encrypted under
+  hash-token  prints a token's line prefix for serve --scoped-token-file
 
 Every flag can also be set by an environment variable named after it:
 --max-body-bytes is KMSCODEC_MAX_BODY_BYTES. A flag on the command line
@@ -114,7 +116,7 @@ wins over the variable.`,
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return &usageError{cmd: cmd.CommandPath(), err: err}
 	})
-	root.AddCommand(a.serveCommand(), a.decodeCommand(), a.keysCommand())
+	root.AddCommand(a.serveCommand(), a.decodeCommand(), a.keysCommand(), a.hashTokenCommand())
 	root.Args = wrapArgs(root.Args)
 	for _, c := range root.Commands() {
 		c.Args = wrapArgs(c.Args)

@@ -216,6 +216,10 @@ func cmdCodecRequest(ts *testscript.TestScript, neg bool, args []string) {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	for _, h := range headers {
+		if strings.EqualFold(h[0], "Host") {
+			req.Host = h[1] // the client sends req.Host, not a Host header
+			continue
+		}
 		req.Header.Set(h[0], h[1])
 	}
 	client := &http.Client{Timeout: 10 * time.Second}

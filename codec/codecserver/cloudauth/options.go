@@ -16,6 +16,10 @@ import (
 // DefaultEndpoint is the Temporal Cloud Operations API.
 const DefaultEndpoint = "saas-api.tmprl.cloud:443"
 
+// DefaultTTL is how long a user's access is used without asking the API
+// again, unless Options.TTL says otherwise.
+const DefaultTTL = time.Minute
+
 // EmailClaim is the claim of the access tokens Temporal Cloud gives its
 // Web UI that holds the signed-in user's email: the identity to pass to
 // AuthorizeNamespace once the token's signature is verified.
@@ -35,7 +39,7 @@ type Options struct {
 	// TTL is how long a user's access, as the API reported it, is used
 	// without asking again: both the namespaces it grants and the ones it
 	// does not. A grant or revocation in Temporal Cloud therefore takes up
-	// to TTL to apply here. Default 1 minute.
+	// to TTL to apply here. Default DefaultTTL.
 	TTL time.Duration
 	// UnknownUserTTL is how long an identity the API does not know stays
 	// refused without asking again, so that a stranger's requests do not
@@ -109,7 +113,7 @@ func (o *Options) setDefaults() error {
 		o.Endpoint = DefaultEndpoint
 	}
 	if o.TTL == 0 {
-		o.TTL = time.Minute
+		o.TTL = DefaultTTL
 	}
 	if o.UnknownUserTTL == 0 {
 		o.UnknownUserTTL = 10 * time.Second

@@ -1,4 +1,4 @@
-package main
+package codecserver
 
 import (
 	"bytes"
@@ -32,7 +32,7 @@ func TestAuthentication(t *testing.T) {
 		t.Fatal(err)
 	}
 	fake := newFakeKMS(oldKeyARN, newKeyARN)
-	srv := startServer(t, fake, &tokenAuth{static: mustStatic(t), oidc: iss.verifier(t)}, serverConfig{EnableEncode: true})
+	srv := startServer(t, fake, Options{StaticToken: staticTestToken, OIDC: iss.options(), EnableEncode: true})
 	decodeBody := body(t, encrypted(t, newKeyARN, "default", 1))
 	encodeBody := body(t, plain(1))
 
@@ -126,15 +126,6 @@ func TestAuthentication(t *testing.T) {
 	}
 }
 
-func mustStatic(t *testing.T) *staticToken {
-	t.Helper()
-	tok, err := newStaticToken(staticTestToken)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
-}
-
 // unsignedToken is a JWT with "alg": "none" that claims everything.
 func unsignedToken(issuer string) string {
 	enc := func(s string) string {
@@ -151,7 +142,7 @@ func TestRequestValidation(t *testing.T) {
 	ctrl := gomock.NewController(t)
 	// No expectations: any KMS call fails the test.
 	kms := mocks.NewMockAPI(ctrl)
-	srv := startServer(t, kms, staticAuth(t), serverConfig{
+	srv := startServer(t, kms, Options{
 		MaxBodyBytes:      256 << 10,
 		AllowedNamespaces: []string{"default", "payments"},
 	})
@@ -220,12 +211,13 @@ func TestRequestValidation(t *testing.T) {
 // TestChunkedOversizedBody: a body without Content-Length is cut off at
 // the limit too.
 func TestChunkedOversizedBody(t *testing.T) {
-	srv := startServer(t, mocks.NewMockAPI(gomock.NewController(t)), staticAuth(t), serverConfig{MaxBodyBytes: 1 << 10})
+	srv := startServer(t, mocks.NewMockAPI(gomock.NewController(t)), Options{MaxBodyBytes: 1 << 10})
 	req, err := http.NewRequest(http.MethodPost, srv.url+"/default/decode", &slowReader{r: strings.NewReader(body(t, plain(100)))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	req.Header.Set("Authorization", "Bearer "+staticTestToken)
+	req.Header.Set("Content-Type", "application/json")
 	if r := do(t, req); r.status != 413 {
 		t.Fatalf("status %d, want 413", r.status)
 	}
@@ -240,7 +232,7 @@ func (s *slowReader) Read(p []byte) (int, error) { return s.r.Read(p) }
 func TestDecode(t *testing.T) {
 	t.Run("payloads come back as they were before encryption, in order", func(t *testing.T) {
 		fake := newFakeKMS(oldKeyARN, newKeyARN)
-		srv := startServer(t, fake, staticAuth(t), serverConfig{})
+		srv := startServer(t, fake, Options{})
 		in := append(encrypted(t, oldKeyARN, "default", 2), plain(1)...)
 		in = append(in, encrypted(t, newKeyARN, "default", 2)...)
 		r := request(t, http.MethodPost, srv.url+"/default/decode", body(t, in), "Authorization", "Bearer "+staticTestToken)
@@ -271,7 +263,7 @@ func TestDecode(t *testing.T) {
 
 	t.Run("10,000 payloads within a raised limit cost one Decrypt", func(t *testing.T) {
 		fake := newFakeKMS(oldKeyARN, newKeyARN)
-		srv := startServer(t, fake, staticAuth(t), serverConfig{MaxPayloads: 10_000, MaxBodyBytes: 16 << 20})
+		srv := startServer(t, fake, Options{MaxPayloads: 10_000, MaxBodyBytes: 16 << 20})
 		in := encrypted(t, newKeyARN, "default", 10_000)
 		r := request(t, http.MethodPost, srv.url+"/default/decode", body(t, in), "Authorization", "Bearer "+staticTestToken)
 		if r.status != 200 {
@@ -286,7 +278,7 @@ func TestDecode(t *testing.T) {
 	})
 
 	t.Run("10,000 payloads are refused under the default limits, before KMS", func(t *testing.T) {
-		srv := startServer(t, mocks.NewMockAPI(gomock.NewController(t)), staticAuth(t), serverConfig{})
+		srv := startServer(t, mocks.NewMockAPI(gomock.NewController(t)), Options{})
 		// Small ones exceed the count limit; encrypted ones, about 600
 		// bytes each in JSON, the body limit first.
 		for _, tt := range []struct {
@@ -304,7 +296,8 @@ func TestDecode(t *testing.T) {
 	})
 
 	t.Run("unbound payloads decode when allowed", func(t *testing.T) {
-		srv := startServer(t, newFakeKMS(newKeyARN), staticAuth(t), serverConfig{AllowUnboundPayloads: true})
+		api := newFakeKMS(newKeyARN)
+		srv := startServer(t, api, Options{Codec: KMSCodec{Codec: newTestCodec(t, api, false), AllowUnboundPayloads: true}})
 		r := request(t, http.MethodPost, srv.url+"/default/decode", body(t, encrypted(t, newKeyARN, "", 1)), "Authorization", "Bearer "+staticTestToken)
 		if r.status != 200 {
 			t.Fatalf("status %d: %s", r.status, r.body)
@@ -314,7 +307,7 @@ func TestDecode(t *testing.T) {
 	t.Run("a payload under a disabled key gets 502 with KMS's reason", func(t *testing.T) {
 		fake := newFakeKMS(newKeyARN)
 		fake.Disable(newKeyARN)
-		srv := startServer(t, fake, staticAuth(t), serverConfig{})
+		srv := startServer(t, fake, Options{})
 		r := request(t, http.MethodPost, srv.url+"/default/decode", body(t, encrypted(t, newKeyARN, "default", 1)), "Authorization", "Bearer "+staticTestToken)
 		if r.status != 502 || r.errBody.Message != "KMS Decrypt failed: DisabledException" {
 			t.Fatalf("status %d %q, want 502 with DisabledException", r.status, r.errBody.Message)
@@ -323,7 +316,7 @@ func TestDecode(t *testing.T) {
 
 	t.Run("a payload whose wrapped key KMS refuses gets 400, and KMS is asked once", func(t *testing.T) {
 		fake := newFakeKMS(newKeyARN)
-		srv := startServer(t, fake, staticAuth(t), serverConfig{})
+		srv := startServer(t, fake, Options{})
 		in := encrypted(t, newKeyARN, "default", 1)
 		dk := in[0].Metadata["encryption-data-key"]
 		dk[len(dk)-1] ^= 1
@@ -342,7 +335,7 @@ func TestDecode(t *testing.T) {
 	})
 
 	t.Run("a tampered payload is refused", func(t *testing.T) {
-		srv := startServer(t, newFakeKMS(newKeyARN), staticAuth(t), serverConfig{})
+		srv := startServer(t, newFakeKMS(newKeyARN), Options{})
 		in := encrypted(t, newKeyARN, "default", 1)
 		in[0].Data[len(in[0].Data)-1] ^= 1
 		r := request(t, http.MethodPost, srv.url+"/default/decode", body(t, in), "Authorization", "Bearer "+staticTestToken)
@@ -356,7 +349,7 @@ func TestDecode(t *testing.T) {
 // decode there and nowhere else.
 func TestEncode(t *testing.T) {
 	fake := newFakeKMS(oldKeyARN, newKeyARN)
-	srv := startServer(t, fake, staticAuth(t), serverConfig{EnableEncode: true})
+	srv := startServer(t, fake, Options{EnableEncode: true})
 	auth := []string{"Authorization", "Bearer " + staticTestToken}
 	enc := request(t, http.MethodPost, srv.url+"/encode", body(t, plain(3)), append(auth, "X-Namespace", "payments")...)
 	if enc.status != 200 {
@@ -399,7 +392,7 @@ func TestKMSFailures(t *testing.T) {
 			ctrl := gomock.NewController(t)
 			kms := mocks.NewMockAPI(ctrl)
 			kms.EXPECT().Decrypt(gomock.Any(), gomock.Any()).Return(nil, tt.err).Times(1)
-			srv := startServer(t, kms, staticAuth(t), serverConfig{})
+			srv := startServer(t, kms, Options{})
 			r := request(t, http.MethodPost, srv.url+"/default/decode", body(t, encrypted(t, newKeyARN, "default", 1)), "Authorization", "Bearer "+staticTestToken)
 			if r.status != http.StatusBadGateway || r.errBody.Code != codeKMS {
 				t.Fatalf("status %d %q, want 502 %q", r.status, r.errBody.Code, codeKMS)
@@ -427,7 +420,7 @@ func TestInFlightLimit(t *testing.T) {
 			<-release
 			return real.Decrypt(ctx, in, opts...)
 		}).Times(1)
-	srv := startServer(t, kms, staticAuth(t), serverConfig{MaxInFlight: 1})
+	srv := startServer(t, kms, Options{MaxInFlight: 1})
 	in := body(t, encrypted(t, newKeyARN, "default", 1))
 
 	var wg sync.WaitGroup
@@ -453,8 +446,8 @@ func TestInFlightLimit(t *testing.T) {
 // headers the Web UI sends are allowed.
 func TestCORS(t *testing.T) {
 	const ui = "https://temporal.example.com"
-	srv := startServer(t, newFakeKMS(newKeyARN), staticAuth(t), serverConfig{CORSOrigins: []string{ui}})
-	creds := startServer(t, newFakeKMS(newKeyARN), staticAuth(t), serverConfig{CORSOrigins: []string{ui}, CORSAllowCredentials: true})
+	srv := startServer(t, newFakeKMS(newKeyARN), Options{CORSOrigins: []string{ui}})
+	creds := startServer(t, newFakeKMS(newKeyARN), Options{CORSOrigins: []string{ui}, CORSAllowCredentials: true})
 
 	preflight := func(url, origin string) *response {
 		req, err := http.NewRequest(http.MethodOptions, url+"/default/decode?preserveStorageRefs=true", nil)
@@ -513,7 +506,7 @@ func TestCORS(t *testing.T) {
 // page on another origin trying the server, so operators see it.
 func TestPreflightsAreLoggedAndCounted(t *testing.T) {
 	const ui = "https://temporal.example.com"
-	srv := startServer(t, newFakeKMS(newKeyARN), staticAuth(t), serverConfig{CORSOrigins: []string{ui}})
+	srv := startServer(t, newFakeKMS(newKeyARN), Options{CORSOrigins: []string{ui}})
 	for _, origin := range []string{ui, "https://evil.example.net"} {
 		req, err := http.NewRequest(http.MethodOptions, srv.url+"/default/decode", nil)
 		if err != nil {
@@ -535,14 +528,14 @@ func TestPreflightsAreLoggedAndCounted(t *testing.T) {
 			t.Errorf("access log lacks %s:\n%s", want, logs)
 		}
 	}
-	if n := testutil.ToFloat64(srv.metrics.requests.WithLabelValues("preflight", "204")); n != 2 {
+	if n := testutil.ToFloat64(srv.server.metrics.requests.WithLabelValues("preflight", "204")); n != 2 {
 		t.Errorf("%v preflights counted, want 2", n)
 	}
 }
 
 // TestHealthz: probes need no token.
 func TestHealthz(t *testing.T) {
-	srv := startServer(t, mocks.NewMockAPI(gomock.NewController(t)), staticAuth(t), serverConfig{})
+	srv := startServer(t, mocks.NewMockAPI(gomock.NewController(t)), Options{})
 	if r := request(t, http.MethodGet, srv.url+"/healthz", ""); r.status != 200 || !bytes.Contains(r.body, []byte(`"ok"`)) {
 		t.Errorf("GET /healthz: %d %s", r.status, r.body)
 	}
@@ -554,7 +547,7 @@ func TestHealthz(t *testing.T) {
 // TestAccessLog: one structured line per request with namespace, count,
 // status and latency, and never a token or payload contents.
 func TestAccessLog(t *testing.T) {
-	srv := startServer(t, newFakeKMS(newKeyARN), staticAuth(t), serverConfig{})
+	srv := startServer(t, newFakeKMS(newKeyARN), Options{})
 	in := encrypted(t, newKeyARN, "default", 3)
 	r := request(t, http.MethodPost, srv.url+"/default/decode", body(t, in), "Authorization", "Bearer "+staticTestToken)
 	if r.status != 200 {
@@ -576,11 +569,12 @@ func TestAccessLog(t *testing.T) {
 // TestMetrics: the codec's counters and the request counters reach
 // Prometheus.
 func TestMetrics(t *testing.T) {
-	srv := startServer(t, newFakeKMS(newKeyARN), staticAuth(t), serverConfig{})
+	srv := startServer(t, newFakeKMS(newKeyARN), Options{})
 	request(t, http.MethodPost, srv.url+"/default/decode", body(t, encrypted(t, newKeyARN, "default", 4)), "Authorization", "Bearer "+staticTestToken)
 	request(t, http.MethodPost, srv.url+"/default/decode", "{", "Authorization", "Bearer "+staticTestToken)
 
-	reg := metricsRegistry(srv.codec, srv.metrics)
+	reg := srv.metrics
+	reg.MustRegister(NewCodecCollector(srv.codec.Stats))
 	expected := `
 # HELP kmscodec_kms_calls_total KMS calls made, by operation, failed ones included.
 # TYPE kmscodec_kms_calls_total counter
