@@ -1,13 +1,18 @@
 package integration
 
 import (
+	"bytes"
 	"fmt"
+	"io"
+	"net/http"
 	"testing"
 	"time"
 
 	commonpb "go.temporal.io/api/common/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/temporal-kms/kmscodec/codec"
 	"github.com/temporal-kms/kmscodec/envelope"
@@ -107,9 +112,7 @@ func TestMultiRegionFailover(t *testing.T) {
 		}
 	}
 	reader := westCodec()
-	if _, err := reader.Decode(payloads); err != nil {
-		t.Fatalf("the us-west-2 reader could not decode the histories: %v", err)
-	}
+	mustDecodeAll(t, reader, payloads)
 	readerDecrypts := west.Calls(harness.OpDecrypt) - westAfterWorkers
 
 	t.Logf("after: us-east-1 %s; us-west-2 %s; requests dropped on the way to us-east-1: %d", east, west, eastProxy.InjectedTotal())
@@ -132,6 +135,66 @@ func TestMultiRegionFailover(t *testing.T) {
 		t.Errorf("us-west-2 answered %d Decrypt calls in all for %d data keys (workers, then a fresh reader): more than one each per codec",
 			west.Calls(harness.OpDecrypt)-westAtCut[harness.OpDecrypt], len(dataKeys))
 	}
+
+	t.Run("the us-west-2 codec server decodes every history with its own replica", func(t *testing.T) {
+		token := uniqueName("kmscodec-multiregion-token-0123456789abcdef")
+		srv := startKMSCodecServer(t, west, replicas["us-west-2"], []string{"KMSCODEC_AUTH_TOKEN=" + token},
+			"--region", "us-west-2", "--regional-kms", "us-east-1="+eastProxy.URL, "--region-preference", "us-east-1")
+		westBefore := west.Calls(harness.OpDecrypt)
+		got := postDecode(t, srv.URL, token, payloads)
+		if want := mustDecodeAll(t, reader, payloads); !proto.Equal(&commonpb.Payloads{Payloads: got}, &commonpb.Payloads{Payloads: want}) {
+			t.Fatal("the codec server's /decode differs from the codec's Decode")
+		}
+		serverDecrypts := west.Calls(harness.OpDecrypt) - westBefore
+		t.Logf("codec server: %d payloads decoded, %d Decrypt calls at us-west-2; us-east-1 %s; dropped towards us-east-1: %d",
+			len(got), serverDecrypts, east, eastProxy.InjectedTotal())
+		if serverDecrypts != int64(len(dataKeys)) {
+			t.Errorf("the codec server made %d Decrypt calls at us-west-2 for %d data keys, want one each", serverDecrypts, len(dataKeys))
+		}
+		if n := sum(east.CallCounts()) - sum(eastAtCut); n != 0 || eastProxy.InjectedTotal() != 0 {
+			t.Errorf("%d requests reached us-east-1 and %d were sent towards it, want none", n, eastProxy.InjectedTotal())
+		}
+	})
+}
+
+// postDecode sends payloads to a codec server's /decode in the default
+// namespace and returns what it answers.
+func postDecode(t *testing.T, url, token string, payloads []*commonpb.Payload) []*commonpb.Payload {
+	t.Helper()
+	body, err := protojson.Marshal(&commonpb.Payloads{Payloads: payloads})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequestWithContext(testContext(t, time.Minute), http.MethodPost, url+"/decode", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Namespace", "default")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("/decode: %d %v (%d bytes of answer)", resp.StatusCode, err, len(b))
+	}
+	var out commonpb.Payloads
+	if err := protojson.Unmarshal(b, &out); err != nil {
+		t.Fatal(err)
+	}
+	return out.GetPayloads()
+}
+
+func mustDecodeAll(t *testing.T, c *codec.Codec, payloads []*commonpb.Payload) []*commonpb.Payload {
+	t.Helper()
+	out, err := c.Decode(payloads)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 // sum adds up the call counts of every operation.
