@@ -235,14 +235,18 @@ func (c *DecryptionKeys) unwrap(w WrappedKey) ([]byte, error) {
 	if c.opts.Router != nil {
 		targets = c.opts.Router.Route(w.KeyARN)
 	}
-	for i, target := range targets {
-		k, err := c.unwrapWith(target, w.Blob, encryptionContext)
+	if len(targets) == 0 {
+		return nil, fmt.Errorf("cache: the Router gave no KMS client for key %s", w.KeyARN)
+	}
+	var k []byte
+	for _, target := range targets {
+		k, err = c.unwrapWith(target, w.Blob, encryptionContext)
 		var kmsErr *KMSError
-		if err == nil || i == len(targets)-1 || !errors.As(err, &kmsErr) || !kmsErr.Transient() {
-			return k, err
+		if err == nil || !errors.As(err, &kmsErr) || !kmsErr.Transient() {
+			break // done, or refused: a refusal is final (see Router)
 		}
 	}
-	panic("unreachable: a Router returned no target")
+	return k, err
 }
 
 // unwrapWith makes one Decrypt call, to target.

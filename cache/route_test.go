@@ -38,3 +38,23 @@ func TestRegionalRouterPrefersTheOwnReplicaThenThePreferenceThenTheWriter(t *tes
 		t.Errorf("a single-Region key of a region without a client did not go to the own client unchanged: %+v", got)
 	}
 }
+
+// noRoute is a Router that knows no client for any key.
+type noRoute struct{}
+
+func (noRoute) Route(string) []cache.Target { return nil }
+
+func TestARouterWithNoTargetFailsTheDecryptWithoutPanicking(t *testing.T) {
+	fake := kmstest.New()
+	c, err := cache.NewDecryptionKeys(fake, cache.DecryptionOptions{Router: noRoute{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Get(cache.WrappedKey{
+		Identity: "id", KeyARN: "arn:aws:kms:us-east-1:111122223333:key/k", Blob: []byte{1},
+		EncryptionContext: func() (map[string]string, error) { return nil, nil },
+	})
+	if err == nil || fake.TotalCalls() != 0 {
+		t.Fatalf("got %v with %d KMS calls, want an error and none", err, fake.TotalCalls())
+	}
+}
