@@ -6,6 +6,8 @@
 // unwrapped data keys for opening, in a bounded LRU with expiry, and
 // remembers KMS rejections for a short while so a flood of payloads with
 // one bad wrapped key costs one KMS call, not one per payload.
+// A [Router] (NewRegionalRouter) sends each Decrypt to the KMS of a
+// region, naming a multi-Region key's replica there.
 // [KeyResolver] learns the key ARN behind an alias or key ID. All three
 // make concurrent cold requests for the same key share one KMS call, and
 // none of them ever caches a failure as a success.

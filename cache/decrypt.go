@@ -36,6 +36,13 @@ type DecryptionOptions struct {
 	Clock func() time.Time
 	// Record, if set, is called for every cache hit, miss and KMS call.
 	Record func(Event)
+	// Router, if set, says which KMS client unwraps a wrapped key, and
+	// under which key ARN (a multi-Region key's replica in another
+	// region). The cache key stays the WrappedKey's Identity. Default:
+	// the client given to NewDecryptionKeys, naming the wrapped key's
+	// KeyARN. Each target tried is a KMS call of its own, bounded by
+	// Timeout.
+	Router Router
 }
 
 func (o *DecryptionOptions) setDefaults() error {
@@ -224,22 +231,42 @@ func (c *DecryptionKeys) unwrap(w WrappedKey) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	targets := []Target{{API: c.api, KeyARN: w.KeyARN}}
+	if c.opts.Router != nil {
+		targets = c.opts.Router.Route(w.KeyARN)
+	}
+	if len(targets) == 0 {
+		return nil, fmt.Errorf("cache: the Router gave no KMS client for key %s", w.KeyARN)
+	}
+	var k []byte
+	for _, target := range targets {
+		k, err = c.unwrapWith(target, w.Blob, encryptionContext)
+		var kmsErr *KMSError
+		if err == nil || !errors.As(err, &kmsErr) || !kmsErr.Transient() {
+			break // done, or refused: a refusal is final (see Router)
+		}
+	}
+	return k, err
+}
+
+// unwrapWith makes one Decrypt call, to target.
+func (c *DecryptionKeys) unwrapWith(target Target, blob []byte, encryptionContext map[string]string) ([]byte, error) {
 	ctx, cancel := withTimeout(c.opts.Timeout)
 	defer cancel()
 	record(c.opts.Record, DecryptCall)
-	out, err := c.api.Decrypt(ctx, &awskms.DecryptInput{
+	out, err := target.API.Decrypt(ctx, &awskms.DecryptInput{
 		// Naming the key makes KMS refuse a wrapped key of any other key,
 		// rather than trusting the payload's claim.
-		KeyId:             aws.String(w.KeyARN),
-		CiphertextBlob:    w.Blob,
+		KeyId:             aws.String(target.KeyARN),
+		CiphertextBlob:    blob,
 		EncryptionContext: encryptionContext,
 	})
 	if err == nil {
-		err = checkDecrypted(out, w.KeyARN)
+		err = checkDecrypted(out, target.KeyARN)
 	}
 	if err != nil {
 		record(c.opts.Record, KMSFailure)
-		return nil, &KMSError{Op: "Decrypt", KeyID: w.KeyARN, Err: err}
+		return nil, &KMSError{Op: "Decrypt", KeyID: target.KeyARN, Err: err}
 	}
 	k := bytes.Clone(out.Plaintext)
 	clear(out.Plaintext)
@@ -251,7 +278,7 @@ func checkDecrypted(out *awskms.DecryptOutput, keyARN string) error {
 	case out == nil:
 		return fmt.Errorf("%w: no output", ErrInvalidResponse)
 	case aws.ToString(out.KeyId) != keyARN:
-		return fmt.Errorf("%w: decrypted with key %q, not the payload's key", ErrInvalidResponse, aws.ToString(out.KeyId))
+		return fmt.Errorf("%w: decrypted with key %q, not the key asked for", ErrInvalidResponse, aws.ToString(out.KeyId))
 	case len(out.Plaintext) != 32:
 		return fmt.Errorf("%w: plaintext data key is %d bytes, want 32", ErrInvalidResponse, len(out.Plaintext))
 	}

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -52,7 +53,8 @@ const (
 // field has a default, given with it.
 type Options struct {
 	// KMS is the client that generates and unwraps data keys, usually
-	// kms.NewFromConfig(cfg) from aws-sdk-go-v2. Required.
+	// kms.NewFromConfig(cfg) from aws-sdk-go-v2. Required. With Region
+	// set, it is the client of that region, the codec's own.
 	KMS kms.API
 
 	// KeyID is the KMS key that new payloads are encrypted under: a key
@@ -65,7 +67,11 @@ type Options struct {
 	// DecryptKeyIDs are further key ARNs whose payloads may be decrypted:
 	// the keys rotated away from. A payload under any other key fails with
 	// ErrKeyNotAllowed before any KMS call. Only key ARNs are accepted, so
-	// that moving an alias never widens what is decrypted.
+	// that moving an alias never widens what is decrypted. A multi-Region
+	// key (key ID "mrk-..."), here or as KeyID, also allows its replicas
+	// in every other region (same partition, account and key ID), since
+	// they share its key material; a single-Region key allows only its
+	// exact ARN.
 	DecryptKeyIDs []string
 
 	// EncryptionContext is added to every data key's KMS encryption
@@ -145,6 +151,39 @@ type Options struct {
 	// payload that Legacy hands back unchanged is rejected. Default: none.
 	Legacy converter.PayloadCodec
 
+	// Region is the AWS region of KMS, the client of the codec's own
+	// region. Setting it turns on regional routing of Decrypt, for
+	// reading payloads written in other regions (see docs/FORMAT.md,
+	// "Multi-Region keys"):
+	//
+	//   - a payload under a multi-Region key (key ID "mrk-...") is
+	//     unwrapped by that key's replica in Region, through KMS, with no
+	//     call to the region that wrote it: a worker that failed over
+	//     from a region whose KMS is down reads everything written there.
+	//     If KMS fails in a way a retry may cure (throttled, unreachable),
+	//     the replicas in the regions of RegionPreference that have a
+	//     client are tried next, in order, then the writer's region's;
+	//   - a payload under a single-Region key is unwrapped in the key's
+	//     own region, by the client RegionalKMS gives for it, or else by
+	//     KMS as without routing; such payloads cannot be read while the
+	//     writer's region is down.
+	//
+	// Default: none, and every Decrypt goes to KMS naming the ARN the
+	// payload records, exactly as without these options.
+	Region string
+
+	// RegionalKMS are KMS clients of other regions than Region, by
+	// region name ("us-east-1"). Requires Region, and must not name it:
+	// KMS is that region's client. Default: none.
+	RegionalKMS map[string]kms.API
+
+	// RegionPreference is the order in which the replicas of other
+	// regions are tried when Region's KMS fails transiently, for payloads
+	// under multi-Region keys; regions without a client in RegionalKMS
+	// are skipped. Requires Region. Default: none, and only the writer's
+	// region is tried after Region.
+	RegionPreference []string
+
 	// Clock returns the current time. Default time.Now; tests set it.
 	Clock func() time.Time
 }
@@ -171,7 +210,10 @@ type shared struct {
 	decrypt  *cache.DecryptionKeys
 	resolver *cache.KeyResolver // nil when nothing is encrypted
 	allowed  map[string]bool
-	metrics  *metrics
+	// allowedReplicas holds the multi-Region keys of allowed with their
+	// region left empty: a payload under any of their replicas is allowed.
+	allowedReplicas map[string]bool
+	metrics         *metrics
 
 	mu     sync.RWMutex
 	scopes map[string]cache.Scope // by namespace
@@ -192,12 +234,12 @@ func New(opts Options) (*Codec, error) {
 		opts.Clock = time.Now
 	}
 	opts.EncryptionContext = maps.Clone(opts.EncryptionContext)
-	s := &shared{opts: opts, allowed: map[string]bool{}, scopes: map[string]cache.Scope{}}
+	s := &shared{opts: opts, allowed: map[string]bool{}, allowedReplicas: map[string]bool{}, scopes: map[string]cache.Scope{}}
 	for _, id := range opts.DecryptKeyIDs {
-		s.allowed[id] = true
+		s.allow(id)
 	}
 	if kms.IsKeyARN(opts.KeyID) {
-		s.allowed[opts.KeyID] = true
+		s.allow(opts.KeyID)
 	}
 	s.metrics = newMetrics(opts.MetricsHandler)
 	if err := s.buildCaches(); err != nil {
@@ -243,7 +285,39 @@ func (o *Options) validate() error {
 			return invalid("Options.DecryptKeyIDs: %q is not a key ARN", id)
 		}
 	}
+	return o.validateRegions(invalid)
+}
+
+// validateRegions checks the options of regional routing.
+func (o *Options) validateRegions(invalid func(string, ...any) error) error {
+	if o.Region == "" {
+		if len(o.RegionalKMS) > 0 || len(o.RegionPreference) > 0 {
+			return invalid("Options.RegionalKMS and Options.RegionPreference need Options.Region, the region of Options.KMS")
+		}
+		return nil
+	}
+	for region, api := range o.RegionalKMS {
+		switch {
+		case region == "":
+			return invalid("Options.RegionalKMS has an empty region name")
+		case region == o.Region:
+			return invalid("Options.RegionalKMS must not name Options.Region %q: Options.KMS is its client", region)
+		case api == nil:
+			return invalid("Options.RegionalKMS[%q] is nil", region)
+		}
+	}
 	return nil
+}
+
+// router returns the Router of Decrypt calls, nil without Region.
+func (o *Options) router() cache.Router {
+	if o.Region == "" {
+		return nil
+	}
+	clients := make(map[string]kms.API, len(o.RegionalKMS)+1)
+	maps.Copy(clients, o.RegionalKMS)
+	clients[o.Region] = o.KMS
+	return cache.NewRegionalRouter(o.Region, clients, slices.Clone(o.RegionPreference))
 }
 
 // buildCaches builds the data-key caches and the alias resolver from the
@@ -258,6 +332,7 @@ func (s *shared) buildCaches() error {
 		Timeout: opts.KMSTimeout,
 		Clock:   opts.Clock,
 		Record:  s.metrics.record,
+		Router:  opts.router(),
 	})
 	if err != nil {
 		return err
@@ -459,18 +534,33 @@ func (s *shared) dataKey(env *envelope.Envelope) ([]byte, error) {
 	})
 }
 
+// allow adds the key ARN id to the allow-list.
+func (s *shared) allow(id string) {
+	s.allowed[id] = true
+	if arn, ok := kms.ParseKeyARN(id); ok && arn.MultiRegion() {
+		s.allowedReplicas[arn.InRegion("").String()] = true
+	}
+}
+
 // checkAllowed returns ErrKeyNotAllowed unless keyARN is the key the
-// codec encrypts with or one of DecryptKeyIDs.
+// codec encrypts with or one of DecryptKeyIDs, or a replica in another
+// region of one of them that is a multi-Region key (same partition,
+// account and key ID). A single-Region key allows only its exact ARN.
 func (s *shared) checkAllowed(keyARN string) error {
 	if s.allowed[keyARN] {
 		return nil
+	}
+	if len(s.allowedReplicas) > 0 {
+		if arn, ok := kms.ParseKeyARN(keyARN); ok && arn.MultiRegion() && s.allowedReplicas[arn.InRegion("").String()] {
+			return nil
+		}
 	}
 	if s.resolver != nil {
 		current, err := s.resolver.ARN()
 		if err != nil {
 			return err
 		}
-		if current == keyARN {
+		if kms.SameKeyARN(current, keyARN) {
 			return nil
 		}
 	}

@@ -27,6 +27,7 @@ import (
 
 	"github.com/temporal-kms/kmscodec/codec"
 	"github.com/temporal-kms/kmscodec/envelope"
+	"github.com/temporal-kms/kmscodec/kms"
 )
 
 // keysFlags are the flags of kmscodec keys.
@@ -56,7 +57,9 @@ func (a *app) keysCommand() *cobra.Command {
 		Long: `List the KMS master keys that encrypted payloads name, with how many
 payloads and distinct data keys each has, so that you know when a key
 rotated away from can be disabled: when no history still in retention
-names it.
+names it. The replicas of a multi-Region key (key ID "mrk-...") in
+several regions are listed as one key, with the regions their payloads
+name: they share key material, and allowing one allows all.
 
 With FILE arguments, read histories ('temporal workflow show -o json') or
 any JSON holding payloads; "-" is standard input. With --namespace, scan
@@ -259,9 +262,12 @@ type inventory struct {
 	malformed   int
 }
 
-// keyUsage is what the inventory knows of one master key.
+// keyUsage is what the inventory knows of one master key. The replicas
+// of a multi-Region key in several regions are one key: they share key
+// material, and a codec allowing one allows all.
 type keyUsage struct {
-	arn        string
+	arn        string          // the first of arns in order
+	arns       map[string]bool // the ARNs payloads record, several for replicas
 	payloads   int
 	dataKeys   map[[sha256.Size]byte]bool // by hash of the wrapped key
 	histories  int
@@ -301,15 +307,20 @@ func (h *historyScan) add(p *commonpb.Payload, at time.Time) {
 		inv.malformed++
 		return
 	}
-	k := inv.keys[env.KeyARN]
+	group := keyGroup(env.KeyARN)
+	k := inv.keys[group]
 	if k == nil {
-		k = &keyUsage{arn: env.KeyARN, dataKeys: map[[sha256.Size]byte]bool{}, namespaces: map[string]bool{}}
-		inv.keys[env.KeyARN] = k
+		k = &keyUsage{arn: env.KeyARN, arns: map[string]bool{}, dataKeys: map[[sha256.Size]byte]bool{}, namespaces: map[string]bool{}}
+		inv.keys[group] = k
+	}
+	k.arns[env.KeyARN] = true
+	if env.KeyARN < k.arn {
+		k.arn = env.KeyARN
 	}
 	k.payloads++
 	k.dataKeys[sha256.Sum256(env.WrappedKey)] = true
-	if !h.seen[env.KeyARN] {
-		h.seen[env.KeyARN] = true
+	if !h.seen[group] {
+		h.seen[group] = true
 		k.histories++
 	}
 	if ctx, err := env.EncryptionContext(); err == nil {
@@ -320,6 +331,27 @@ func (h *historyScan) add(p *commonpb.Payload, at time.Time) {
 	if at.After(k.lastSeen) {
 		k.lastSeen = at
 	}
+}
+
+// keyGroup is what the payloads of one key have in common: the ARN, with
+// the region left out for a multi-Region key.
+func keyGroup(keyARN string) string {
+	if arn, ok := kms.ParseKeyARN(keyARN); ok && arn.MultiRegion() {
+		return arn.InRegion("").String()
+	}
+	return keyARN
+}
+
+// replicaRegions returns the regions of k's replicas other than k.arn's,
+// in order: none for a single-Region key.
+func (k *keyUsage) replicaRegions() []string {
+	var regions []string
+	for _, other := range sortedSet(k.arns) {
+		if arn, ok := kms.ParseKeyARN(other); ok && other != k.arn {
+			regions = append(regions, arn.Region)
+		}
+	}
+	return regions
 }
 
 // sorted returns the keys in ARN order.
@@ -354,7 +386,11 @@ func (inv *inventory) writeText(w io.Writer) error {
 			if ns == "" {
 				ns = "-"
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\n", k.arn, k.payloads, len(k.dataKeys), k.histories, ns, last)
+			arn := k.arn
+			if regions := k.replicaRegions(); len(regions) > 0 {
+				arn += " (and its replicas in " + strings.Join(regions, ", ") + ")"
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\n", arn, k.payloads, len(k.dataKeys), k.histories, ns, last)
 		}
 	}
 	if err := tw.Flush(); err != nil {
@@ -398,7 +434,10 @@ type keysReport struct {
 }
 
 type keyUsageEntry struct {
-	KeyARN      string     `json:"key_arn"`
+	KeyARN string `json:"key_arn"`
+	// ReplicaARNs are, for a multi-Region key whose payloads record
+	// several of its replicas, every ARN recorded, KeyARN included.
+	ReplicaARNs []string   `json:"replica_arns,omitempty"`
 	Payloads    int        `json:"payloads"`
 	DataKeys    int        `json:"data_keys"`
 	Histories   int        `json:"histories"`
@@ -417,6 +456,9 @@ func (inv *inventory) writeJSON(w io.Writer) error {
 	}
 	for _, k := range inv.sorted() {
 		e := keyUsageEntry{KeyARN: k.arn, Payloads: k.payloads, DataKeys: len(k.dataKeys), Histories: k.histories, Namespaces: sortedSet(k.namespaces)}
+		if len(k.arns) > 1 {
+			e.ReplicaARNs = sortedSet(k.arns)
+		}
 		if !k.lastSeen.IsZero() {
 			t := k.lastSeen.UTC()
 			e.LastWritten = &t

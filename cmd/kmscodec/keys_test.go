@@ -186,3 +186,52 @@ func TestKeysConnectionFailure(t *testing.T) {
 		t.Fatal("keys did not give up on an unreachable server")
 	}
 }
+
+func TestKeysListsTheReplicasOfAMultiRegionKeyAsOneKey(t *testing.T) {
+	const (
+		east         = "arn:aws:kms:us-east-1:111122223333:key/mrk-0123456789abcdef0123456789abcdef"
+		west         = "arn:aws:kms:us-west-2:111122223333:key/mrk-0123456789abcdef0123456789abcdef"
+		singleEast   = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+		singleWest   = "arn:aws:kms:us-west-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+		otherAccount = "arn:aws:kms:us-west-2:444455556666:key/mrk-0123456789abcdef0123456789abcdef"
+	)
+	inv := newInventory()
+	h := inv.beginHistory()
+	for _, arn := range []string{west, east, east, singleEast, singleWest, otherAccount} {
+		for _, p := range encrypted(t, arn, "orders", 1) {
+			h.add(p, time.Time{})
+		}
+	}
+	var buf bytes.Buffer
+	if err := inv.writeJSON(&buf); err != nil {
+		t.Fatal(err)
+	}
+	var got keysReport
+	if err := json.Unmarshal(buf.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	byARN := map[string]keyUsageEntry{}
+	for _, k := range got.Keys {
+		byARN[k.KeyARN] = k
+	}
+	if len(got.Keys) != 4 {
+		t.Fatalf("%d keys listed, want 4 (the replicas as one): %+v", len(got.Keys), got.Keys)
+	}
+	mrk := byARN[east]
+	if mrk.Payloads != 3 || mrk.DataKeys != 3 || mrk.Histories != 1 || strings.Join(mrk.ReplicaARNs, " ") != east+" "+west {
+		t.Errorf("the multi-Region key: %+v; want 3 payloads, 3 data keys, 1 history, both replicas", mrk)
+	}
+	for _, arn := range []string{singleEast, singleWest, otherAccount} {
+		if k := byARN[arn]; k.Payloads != 1 || k.ReplicaARNs != nil {
+			t.Errorf("%s: %+v; want a key of its own with 1 payload", arn, k)
+		}
+	}
+
+	buf.Reset()
+	if err := inv.writeText(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), east+" (and its replicas in us-west-2)") || !strings.Contains(buf.String(), "under 4 keys") {
+		t.Errorf("text listing:\n%s", buf.String())
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -27,6 +28,14 @@ type kmsFlags struct {
 	endpoint      string
 	timeout       time.Duration
 
+	// Regional routing (codec.Options.Region, RegionalKMS,
+	// RegionPreference): the clients of other regions, and the region
+	// the main client turned out to be in.
+	regionalKMS      []string // region[=endpoint]
+	regionPreference []string
+	ownRegion        string
+	regional         map[string]kmsapi.API
+
 	keyID         string
 	decryptKeyIDs []string
 	cacheSize     int
@@ -45,6 +54,8 @@ func (k *kmsFlags) register(fs *pflag.FlagSet, encrypt bool) {
 	fs.StringVar(&k.assumeRoleARN, "assume-role-arn", "", "IAM role to assume for KMS calls")
 	fs.StringVar(&k.endpoint, "kms-endpoint", "", "KMS endpoint URL, overriding the AWS SDK's (for a VPC endpoint or a KMS emulator)")
 	fs.DurationVar(&k.timeout, "kms-timeout", codec.DefaultKMSTimeout, "bound on each KMS call, retries included")
+	fs.StringSliceVar(&k.regionalKMS, "regional-kms", nil, "KMS client of another region, as region or region=endpoint-URL, for payloads under single-Region keys of that region and as a fallback for multi-Region keys (repeatable)")
+	fs.StringSliceVar(&k.regionPreference, "region-preference", nil, "regions whose replicas of a multi-Region key are tried, in this order, when the own region's KMS fails transiently (each needs --regional-kms)")
 	keyHelp := "KMS key that decryption is allowed under: key ARN, key ID or alias (an alias is followed to its key)"
 	if encrypt {
 		keyHelp = "KMS key that /encode encrypts under, also allowed for decryption: key ARN, key ID or alias"
@@ -74,10 +85,15 @@ func (k *kmsFlags) validate(cmd *cobra.Command, encrypt bool) error {
 			return usagef(cmd, "--decrypt-key-id %q is not a key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID); aliases move, so only ARNs are accepted", id)
 		}
 	}
-	if k.endpoint != "" {
-		u, err := url.Parse(k.endpoint)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			return usagef(cmd, "--kms-endpoint %q is not an http(s) URL", k.endpoint)
+	if k.endpoint != "" && !isHTTPURL(k.endpoint) {
+		return usagef(cmd, "--kms-endpoint %q is not an http(s) URL", k.endpoint)
+	}
+	if _, err := parseRegionalKMS(k.regionalKMS); err != nil {
+		return usagef(cmd, "%v", err)
+	}
+	for _, region := range k.regionPreference {
+		if !isRegionName(region) {
+			return usagef(cmd, "--region-preference %q is not a region name", region)
 		}
 	}
 	switch {
@@ -117,14 +133,76 @@ func (k *kmsFlags) client(ctx context.Context) (kmsapi.API, error) {
 		})
 		cfg.Credentials = aws.NewCredentialsCache(provider)
 	}
-	return awskms.NewFromConfig(cfg, func(o *awskms.Options) {
-		if k.endpoint != "" {
-			o.BaseEndpoint = aws.String(k.endpoint)
-		}
-	}), nil
+	if err := k.buildRegionalClients(cfg); err != nil {
+		return nil, err
+	}
+	return newKMSClient(cfg, k.endpoint), nil
 }
 
-// codecOptions maps the flags onto codec.Options. Encryption is disabled
+func newKMSClient(cfg aws.Config, endpoint string) *awskms.Client {
+	return awskms.NewFromConfig(cfg, func(o *awskms.Options) {
+		if endpoint != "" {
+			o.BaseEndpoint = aws.String(endpoint)
+		}
+	})
+}
+
+func isHTTPURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != ""
+}
+
+// isRegionName reports whether s can be an AWS region name: not empty,
+// and not a URL or ARN given by mistake.
+func isRegionName(s string) bool {
+	return s != "" && !strings.ContainsAny(s, " /:=")
+}
+
+// parseRegionalKMS parses the --regional-kms values, region[=endpoint],
+// into the endpoint of each region ("" for the AWS SDK's).
+func parseRegionalKMS(values []string) (map[string]string, error) {
+	endpoints := make(map[string]string, len(values))
+	for _, v := range values {
+		region, endpoint, _ := strings.Cut(v, "=")
+		switch {
+		case region == "":
+			return nil, fmt.Errorf("--regional-kms %q names no region (want region or region=endpoint-URL)", v)
+		case !isRegionName(region):
+			return nil, fmt.Errorf("--regional-kms %q: %q is not a region name", v, region)
+		case strings.Contains(v, "=") && !isHTTPURL(endpoint):
+			return nil, fmt.Errorf("--regional-kms %q: the endpoint is not an http(s) URL", v)
+		}
+		if _, dup := endpoints[region]; dup {
+			return nil, fmt.Errorf("--regional-kms names region %s twice", region)
+		}
+		endpoints[region] = endpoint
+	}
+	return endpoints, nil
+}
+
+// buildRegionalClients makes a KMS client for each --regional-kms region,
+// with the credentials of cfg, the main client's configuration, and
+// remembers cfg's region as the codec's own.
+func (k *kmsFlags) buildRegionalClients(cfg aws.Config) error {
+	endpoints, err := parseRegionalKMS(k.regionalKMS)
+	if err != nil {
+		return &usageError{err: err}
+	}
+	k.ownRegion = cfg.Region
+	k.regional = make(map[string]kmsapi.API, len(endpoints))
+	for region, endpoint := range endpoints {
+		if region == cfg.Region {
+			return &usageError{err: fmt.Errorf("--regional-kms names %s, the region of the main KMS client (--region)", region)}
+		}
+		regional := cfg.Copy()
+		regional.Region = region
+		k.regional[region] = newKMSClient(regional, endpoint)
+	}
+	return nil
+}
+
+// codecOptions maps the flags onto codec.Options, with the regional
+// clients that client built. Encryption is disabled
 // unless encrypt: a server that only decodes never generates data keys,
 // so its IAM role needs kms:Decrypt alone.
 func (k *kmsFlags) codecOptions(api kmsapi.API, encrypt bool) codec.Options {
@@ -140,5 +218,11 @@ func (k *kmsFlags) codecOptions(api kmsapi.API, encrypt bool) codec.Options {
 		DecryptCacheTTL:       k.cacheTTL,
 		KMSTimeout:            k.timeout,
 		DisableEncryption:     !encrypt,
+		// The main client's region is the codec's own: a payload under a
+		// multi-Region key is unwrapped by the replica there, so a server
+		// in a region that took over reads the failed region's payloads.
+		Region:           k.ownRegion,
+		RegionalKMS:      k.regional,
+		RegionPreference: k.regionPreference,
 	}
 }

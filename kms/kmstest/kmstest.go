@@ -26,7 +26,9 @@
 // changing either makes every recorded wrapped key undecryptable:
 //
 //   - master key: SHA-256("fakekms master key\x00" || ARN), used as an
-//     AES-256-GCM key;
+//     AES-256-GCM key; for a multi-Region key (key ID "mrk-..."), the ARN
+//     with its region left empty, so that its replicas, whose ARNs differ
+//     only by region, share the material as in KMS;
 //   - wrapped key (CiphertextBlob): the length of the ARN (one byte), the
 //     ARN, a random 12-byte nonce, then the data key sealed under the
 //     master key;
@@ -38,6 +40,16 @@
 // ciphertext blob, so that Decrypt can tell which key a wrapped key
 // belongs to. Because anyone can derive the material, these keys protect
 // nothing: they are for tests only.
+//
+// # Regions
+//
+// A KMS made by New holds keys of any region. One made by NewInRegion is
+// the KMS of one region, as a regional KMS endpoint is: it holds only
+// that region's keys, so a call naming another region's key fails with
+// NotFoundException, and its call counts are that region's. Give each
+// region its own value (and its own Handler), make a multi-Region key in
+// one with CreateMultiRegionKey, and replicate it to the others with
+// ReplicateKey.
 package kmstest
 
 import (
@@ -80,6 +92,7 @@ const maxARN = 255
 // KMS is an in-memory key store. The zero value is not usable; call New.
 // It is safe for concurrent use.
 type KMS struct {
+	region   string // "" for a KMS of every region
 	mu       sync.Mutex
 	keys     map[string]*key   // by key ARN
 	ids      map[string]string // key ID (the part after "key/") to key ARN
@@ -97,7 +110,7 @@ type key struct {
 
 var _ kms.API = (*KMS)(nil)
 
-// New returns a KMS with no keys.
+// New returns a KMS with no keys, which holds keys of any region.
 func New() *KMS {
 	return &KMS{
 		keys:     map[string]*key{},
@@ -108,15 +121,48 @@ func New() *KMS {
 	}
 }
 
-// CreateKey makes a new symmetric key and returns its ARN. The ARNs are
-// numbered in order of creation within this KMS, so, the material being
-// derived from the ARN, the nth key of two KMS values is the same key.
+// NewInRegion returns a KMS with no keys that is the KMS of region alone:
+// its keys are created in region, AddKey refuses another region's key,
+// and a call naming another region's key fails with NotFoundException.
+func NewInRegion(region string) *KMS {
+	if region == "" {
+		panic("kmstest: NewInRegion needs a region")
+	}
+	k := New()
+	k.region = region
+	return k
+}
+
+// Region returns the region of a KMS made by NewInRegion, "" for one made
+// by New.
+func (k *KMS) Region() string { return k.region }
+
+// CreateKey makes a new symmetric single-Region key and returns its ARN,
+// in the region of NewInRegion (default the constant Region). The ARNs
+// are numbered in order of creation within this KMS, so, the material
+// being derived from the ARN, the nth key of two KMS values is the same
+// key.
 func (k *KMS) CreateKey() string {
+	return k.create("00000000-0000-4000-8000-%012d")
+}
+
+// CreateMultiRegionKey makes a new symmetric multi-Region primary key,
+// numbered like CreateKey, and returns its ARN; ReplicateKey makes its
+// replicas in other regions.
+func (k *KMS) CreateMultiRegionKey() string {
+	return k.create("mrk-00000000000040008000%010d")
+}
+
+func (k *KMS) create(keyIDFormat string) string {
+	region := k.region
+	if region == "" {
+		region = Region
+	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	for {
 		k.next++
-		arn := fmt.Sprintf("arn:aws:kms:%s:%s:key/00000000-0000-4000-8000-%012d", Region, Account, k.next)
+		arn := fmt.Sprintf("arn:aws:kms:%s:%s:key/"+keyIDFormat, region, Account, k.next)
 		if _, taken := k.keys[arn]; !taken { // by AddKey
 			k.add(arn)
 			return arn
@@ -124,13 +170,42 @@ func (k *KMS) CreateKey() string {
 	}
 }
 
+// ReplicateKey adds to replica, a KMS made by NewInRegion, the replica in
+// its region of the multi-Region key keyARN, and returns the replica's
+// ARN: keyARN with its region changed, sharing its material. It panics
+// if keyARN is not a multi-Region key ARN or replica has no region:
+// either is a mistake in the test.
+func (k *KMS) ReplicateKey(keyARN string, replica *KMS) string {
+	arn, ok := kms.ParseKeyARN(keyARN)
+	if !ok || !arn.MultiRegion() || replica.region == "" {
+		panic(fmt.Sprintf("kmstest: ReplicateKey(%q): not a multi-Region key ARN, or a replica KMS made without NewInRegion", keyARN))
+	}
+	if _, _, err := k.lockedResolve(keyARN); err != nil {
+		panic(fmt.Sprintf("kmstest: ReplicateKey(%q): no such key in this KMS", keyARN))
+	}
+	replicaARN := arn.InRegion(replica.region).String()
+	replica.AddKey(replicaARN)
+	return replicaARN
+}
+
+func (k *KMS) lockedResolve(id string) (string, *key, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.resolve(id)
+}
+
 // AddKey adds an enabled key with the given ARN, for a test whose data
 // (a fixture, a configuration) names its keys. Adding a key that exists
-// changes nothing. It panics if keyARN is not a key ARN or is longer than
-// a wrapped key can record (255 bytes): either is a mistake in the test.
+// changes nothing. It panics if keyARN is not a key ARN, is longer than
+// a wrapped key can record (255 bytes), or, in a KMS made by NewInRegion,
+// is in another region: each is a mistake in the test.
 func (k *KMS) AddKey(keyARN string) {
-	if !kms.IsKeyARN(keyARN) || len(keyARN) > maxARN {
+	arn, ok := kms.ParseKeyARN(keyARN)
+	if !ok || len(keyARN) > maxARN {
 		panic(fmt.Sprintf("kmstest: AddKey(%q): not a key ARN of at most %d bytes", keyARN, maxARN))
+	}
+	if k.region != "" && arn.Region != k.region {
+		panic(fmt.Sprintf("kmstest: AddKey(%q): not a key of this KMS's region %s", keyARN, k.region))
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -298,7 +373,8 @@ func (k *KMS) Decrypt(_ context.Context, in *awskms.DecryptInput, _ ...func(*aws
 		return nil, err
 	}
 	n := key.aead.NonceSize()
-	if !wellFormed || owner != arn || len(sealed) < n {
+	// A multi-Region replica unwraps what any of its replicas wrapped.
+	if !wellFormed || !kms.SameKeyARN(owner, arn) || len(sealed) < n {
 		return nil, invalid
 	}
 	plaintext, err := key.aead.Open(nil, sealed[:n], sealed[n:], contextAAD(in.EncryptionContext))
@@ -343,6 +419,9 @@ func splitBlob(blob []byte) (arn string, sealed []byte, ok bool) {
 
 // masterKey derives the material of the key arn (see the package doc).
 func masterKey(arn string) cipher.AEAD {
+	if a, ok := kms.ParseKeyARN(arn); ok && a.MultiRegion() {
+		arn = a.InRegion("").String() // shared by every replica
+	}
 	sum := sha256.Sum256([]byte(masterKeyLabel + arn))
 	block, err := aes.NewCipher(sum[:])
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -253,5 +254,74 @@ func TestCounterCountsEveryCallItPassesOn(t *testing.T) {
 	}
 	if int64(k.TotalCalls()) != c.Total() {
 		t.Fatalf("the wrapped KMS saw %d calls, the counter %d", k.TotalCalls(), c.Total())
+	}
+}
+
+func TestMultiRegionReplicasUnwrapWhatAnyReplicaWrapped(t *testing.T) {
+	east, west := kmstest.NewInRegion("us-east-1"), kmstest.NewInRegion("us-west-2")
+	primary := east.CreateMultiRegionKey()
+	replica := east.ReplicateKey(primary, west)
+	if want := strings.Replace(primary, ":us-east-1:", ":us-west-2:", 1); replica != want || !strings.Contains(primary, ":key/mrk-") {
+		t.Fatalf("primary %q, replica %q; want an mrk- key and %q", primary, replica, want)
+	}
+
+	g := generate(t, east, primary, ctxNS)
+	d, err := decrypt(west, replica, g.CiphertextBlob, ctxNS)
+	if err != nil || !bytes.Equal(d.Plaintext, g.Plaintext) || aws.ToString(d.KeyId) != replica {
+		t.Fatalf("the us-west-2 replica did not unwrap the us-east-1 data key: %v", err)
+	}
+	if _, err := decrypt(west, primary, g.CiphertextBlob, ctxNS); !errors.As(err, new(*types.NotFoundException)) {
+		t.Errorf("the us-west-2 KMS served the us-east-1 ARN: got %v, want NotFoundException", err)
+	}
+	if _, err := decrypt(west, replica, g.CiphertextBlob, nil); !errors.As(err, new(*types.InvalidCiphertextException)) {
+		t.Errorf("replica ignored the encryption context: got %v", err)
+	}
+	if east.Calls("GenerateDataKey") != 1 || east.TotalCalls() != 1 || west.Calls("Decrypt") != 3 || west.TotalCalls() != 3 {
+		t.Errorf("calls: us-east-1 %d, us-west-2 %d; want each region to count its own", east.TotalCalls(), west.TotalCalls())
+	}
+}
+
+func TestSingleRegionKeysWithTheSameIDInTwoRegionsAreUnrelated(t *testing.T) {
+	east, west := kmstest.NewInRegion("us-east-1"), kmstest.NewInRegion("us-west-2")
+	eastKey := east.CreateKey()
+	westKey := west.CreateKey() // the same numbered key ID, in us-west-2
+	if strings.Replace(eastKey, ":us-east-1:", ":us-west-2:", 1) != westKey {
+		t.Fatalf("keys %q and %q differ by more than their region", eastKey, westKey)
+	}
+	g := generate(t, east, eastKey, ctxNS)
+	if _, err := decrypt(west, westKey, g.CiphertextBlob, ctxNS); !errors.As(err, new(*types.InvalidCiphertextException)) {
+		t.Fatalf("a single-Region key unwrapped another region's data key: %v", err)
+	}
+}
+
+func TestRegionalKMSRefusesAnotherRegionsKey(t *testing.T) {
+	defer func() {
+		if recover() == nil {
+			t.Error("AddKey of a us-east-1 key into the us-west-2 KMS did not panic")
+		}
+	}()
+	kmstest.NewInRegion("us-west-2").AddKey("arn:aws:kms:us-east-1:111122223333:key/k")
+}
+
+func TestEachRegionServesItsOwnReplicaOverHTTP(t *testing.T) {
+	east, west := kmstest.NewInRegion("us-east-1"), kmstest.NewInRegion("us-west-2")
+	primary := east.CreateMultiRegionKey()
+	replica := east.ReplicateKey(primary, west)
+	eastSrv, westSrv := httptest.NewServer(east.Handler()), httptest.NewServer(west.Handler())
+	defer eastSrv.Close()
+	defer westSrv.Close()
+	client := func(region, url string) *awskms.Client {
+		return awskms.New(awskms.Options{
+			Region: region, BaseEndpoint: aws.String(url), RetryMaxAttempts: 1,
+			Credentials: credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "secret", ""),
+		})
+	}
+	g := generate(t, client("us-east-1", eastSrv.URL), primary, ctxNS)
+	d, err := decrypt(client("us-west-2", westSrv.URL), replica, g.CiphertextBlob, ctxNS)
+	if err != nil || !bytes.Equal(d.Plaintext, g.Plaintext) {
+		t.Fatalf("Decrypt at the us-west-2 endpoint: %v", err)
+	}
+	if east.TotalCalls() != 1 || west.Calls("Decrypt") != 1 {
+		t.Errorf("us-east-1 saw %d calls, us-west-2 %d Decrypt; want 1 and 1", east.TotalCalls(), west.Calls("Decrypt"))
 	}
 }
