@@ -3,6 +3,7 @@ take a plaintext data key and never talk to KMS."""
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 import os
@@ -39,6 +40,11 @@ OVERHEAD = SALT_SIZE + COMMITMENT_SIZE + TAG_SIZE
 MAX_KEY_ARN_SIZE = 2 << 10
 MAX_WRAPPED_KEY_SIZE = 4 << 10
 MAX_CONTEXT_SIZE = 8 << 10
+
+HEADER_CACHE_SIZE = 256
+"""Distinct payload headers (key ARN, wrapped key, context) whose checks and
+AAD are remembered: a few per data key in use suffice. At most about 7 MiB
+with every field at its size limit, a few hundred KiB in practice."""
 
 _FORMAT_BYTES = FORMAT.encode()
 INFO_PAYLOAD_KEY = (FORMAT + " derive").encode()
@@ -185,31 +191,35 @@ def parse(payload: Payload) -> Envelope:
     encryption context is not parsed here.
     """
     md = payload.metadata
-    if md.get(METADATA_ENCODING) != ENCODING_ENCRYPTED or METADATA_FORMAT not in md:
+    fmt = md.get(METADATA_FORMAT)
+    if fmt is None or md.get(METADATA_ENCODING) != ENCODING_ENCRYPTED:
         raise NotEncryptedError
-    fmt = md[METADATA_FORMAT]
     if fmt != _FORMAT_BYTES:
         raise UnsupportedFormatError(f"unsupported encryption format {fmt[:64]!r}")
-    key_arn = md.get(METADATA_KEY_ID, b"")
     wrapped_key = md.get(METADATA_DATA_KEY, b"")
     context_json = md.get(METADATA_CONTEXT)
-    _check_fields(key_arn, wrapped_key, context_json)
-    try:
-        key_arn_text = key_arn.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise MalformedPayloadError(f"{METADATA_KEY_ID} is not valid UTF-8") from e
+    key_arn, aad = _header(md.get(METADATA_KEY_ID, b""), wrapped_key, context_json)
     data = payload.data
     if len(data) < OVERHEAD:
         raise MalformedPayloadError(
             f"data is {len(data)} bytes, shorter than the {OVERHEAD}-byte minimum"
         )
-    return Envelope(
-        key_arn=key_arn_text,
-        wrapped_key=wrapped_key,
-        context_json=context_json,
-        data=data,
-        aad=additional_data(key_arn, wrapped_key, context_json),
-    )
+    return Envelope(key_arn, wrapped_key, context_json, data, aad)
+
+
+@functools.lru_cache(maxsize=HEADER_CACHE_SIZE)
+def _header(key_arn: bytes, wrapped_key: bytes, context_json: bytes | None) -> tuple[str, bytes]:
+    """The key ARN as text and the AAD of a payload's header fields, once
+    they are checked. Remembered, since the payloads of one data key share
+    them: a hit costs a hash of the fields rather than checks and a new AAD
+    (and returns the same AAD object, whose hash Python keeps, for the data
+    key cache's lookup). Fields that fail their checks are not remembered."""
+    _check_fields(key_arn, wrapped_key, context_json)
+    try:
+        key_arn_text = key_arn.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise MalformedPayloadError(f"{METADATA_KEY_ID} is not valid UTF-8") from e
+    return key_arn_text, additional_data(key_arn, wrapped_key, context_json)
 
 
 class SealingKey:
