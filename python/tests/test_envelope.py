@@ -1,15 +1,17 @@
 """Parsing an envelope remembers the checked header of each data key; the
-memory must never change what parsing accepts or returns."""
+memory must never change what parsing accepts or returns. Sealing writes
+the output's encoding itself; it must be the payload the format defines."""
 
 from __future__ import annotations
 
 import os
 
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
 
 from kmscodec import MalformedPayloadError
-from kmscodec._envelope import SealingKey, additional_data, parse
+from kmscodec._envelope import OVERHEAD, SealingKey, additional_data, derive, parse
 from tests.conftest import KEY_ARN
 
 CONTEXT = b'{"temporal-namespace":"default"}'
@@ -50,3 +52,29 @@ def test_a_malformed_header_fails_every_time_it_is_parsed() -> None:
     for _ in range(3):
         with pytest.raises(MalformedPayloadError, match="over the"):
             parse(p)
+
+
+@pytest.mark.parametrize(
+    "data_size",
+    # Around each length where the data field's length prefix grows a byte.
+    [0, 127 - OVERHEAD, 128 - OVERHEAD, 16383 - OVERHEAD, 16384 - OVERHEAD, (1 << 21) + 5],
+)
+def test_sealed_data_is_salt_commitment_and_aes_gcm_ciphertext_at_every_length_prefix(
+    data_size: int,
+) -> None:
+    data_key, salt = os.urandom(32), os.urandom(32)
+    key = SealingKey(data_key, KEY_ARN, b"wrapped", CONTEXT)
+    plaintext = os.urandom(max(data_size, 0))
+    out = key.seal_plaintext(plaintext, salt)
+    payload_key, commitment = derive(data_key, salt)
+    ciphertext = AESGCM(payload_key).encrypt(bytes(12), plaintext, key.identity)
+    assert out.data == salt + commitment + ciphertext
+    assert len(out.data) == OVERHEAD + len(plaintext)
+    assert dict(out.metadata) == {
+        "encoding": b"binary/encrypted",
+        "encryption-format": b"kms-envelope-v1",
+        "encryption-key-id": KEY_ARN.encode(),
+        "encryption-data-key": b"wrapped",
+        "encryption-context": CONTEXT,
+    }
+    assert out.ListFields() == Payload(metadata=out.metadata, data=out.data).ListFields()
