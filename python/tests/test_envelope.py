@@ -11,7 +11,14 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
 
 from kmscodec import MalformedPayloadError
-from kmscodec._envelope import OVERHEAD, SealingKey, additional_data, derive, parse
+from kmscodec._envelope import (
+    IN_PLACE_MIN_SIZE,
+    OVERHEAD,
+    SealingKey,
+    additional_data,
+    derive,
+    parse,
+)
 from tests.conftest import KEY_ARN
 
 CONTEXT = b'{"temporal-namespace":"default"}'
@@ -54,10 +61,35 @@ def test_a_malformed_header_fails_every_time_it_is_parsed() -> None:
             parse(p)
 
 
+def test_a_parsed_context_is_read_only_and_a_malformed_one_fails_every_time() -> None:
+    env = parse(sealed())
+    assert env.encryption_context() == {"temporal-namespace": "default"}
+    with pytest.raises(TypeError):
+        env.encryption_context()["temporal-namespace"] = "other"  # type: ignore[index]
+    assert parse(sealed()).encryption_context() == {"temporal-namespace": "default"}
+    assert parse(sealed(context=None)).encryption_context() == {}
+    p = sealed(context=b'{ "temporal-namespace":"default"}')
+    for _ in range(3):
+        with pytest.raises(MalformedPayloadError, match="canonical"):
+            parse(p).encryption_context()
+
+
 @pytest.mark.parametrize(
     "data_size",
-    # Around each length where the data field's length prefix grows a byte.
-    [0, 127 - OVERHEAD, 128 - OVERHEAD, 16383 - OVERHEAD, 16384 - OVERHEAD, (1 << 21) + 5],
+    # Around each length where the data field's length prefix grows a byte,
+    # and where sealing in place begins.
+    [
+        0,
+        127 - OVERHEAD,
+        128 - OVERHEAD,
+        16383 - OVERHEAD,
+        16384 - OVERHEAD,
+        IN_PLACE_MIN_SIZE - 1,
+        IN_PLACE_MIN_SIZE,
+        (1 << 21) - OVERHEAD - 1,
+        (1 << 21) - OVERHEAD,
+        (1 << 21) + 5,
+    ],
 )
 def test_sealed_data_is_salt_commitment_and_aes_gcm_ciphertext_at_every_length_prefix(
     data_size: int,

@@ -9,6 +9,7 @@ import json
 import os
 import struct
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import NamedTuple
 
 from cryptography.exceptions import InvalidTag
@@ -43,10 +44,15 @@ MAX_KEY_ARN_SIZE = 2 << 10
 MAX_WRAPPED_KEY_SIZE = 4 << 10
 MAX_CONTEXT_SIZE = 8 << 10
 
+IN_PLACE_MIN_SIZE = 64 << 10
+"""Plaintexts from this size on are sealed in place, saving a copy of the
+data; below it the fixed cost of doing so outweighs the copy."""
+
 HEADER_CACHE_SIZE = 256
 """Distinct payload headers (key ARN, wrapped key, context) whose checks and
-AAD are remembered: a few per data key in use suffice. At most about 7 MiB
-with every field at its size limit, a few hundred KiB in practice."""
+AAD are remembered, and distinct contexts whose parse is: a few per data key
+in use suffice. Each memory holds at most about 7 MiB with every field at
+its size limit, a few hundred KiB in practice."""
 
 _FORMAT_BYTES = FORMAT.encode()
 _INFO_PAYLOAD_KEY = (FORMAT + " derive").encode()
@@ -92,6 +98,17 @@ def parse_context(context_json: bytes | None) -> dict[str, str]:
     if not parsed or marshal_context(parsed) != context_json:
         raise MalformedPayloadError(f"{METADATA_CONTEXT} is not in canonical form")
     return parsed
+
+
+_EMPTY_CONTEXT: Mapping[str, str] = MappingProxyType({})
+
+
+@functools.lru_cache(maxsize=HEADER_CACHE_SIZE)
+def _parsed_context(context_json: bytes) -> Mapping[str, str]:
+    """parse_context, remembered: the payloads of one data key share their
+    context, and checking a namespace reads it for each. Read-only, as one
+    mapping serves every caller; malformed contexts are not remembered."""
+    return MappingProxyType(parse_context(context_json))
 
 
 def additional_data(key_arn: bytes, wrapped_key: bytes, context_json: bytes | None) -> bytes:
@@ -153,9 +170,11 @@ class Envelope(NamedTuple):
     aad: bytes
     """Also the identity of the data key (the decryption cache's key)."""
 
-    def encryption_context(self) -> dict[str, str]:
-        """The context KMS must be given to unwrap the data key."""
-        return parse_context(self.context_json)
+    def encryption_context(self) -> Mapping[str, str]:
+        """The context KMS must be given to unwrap the data key (read-only)."""
+        if self.context_json is None:
+            return _EMPTY_CONTEXT
+        return _parsed_context(self.context_json)
 
     def open(self, data_key: bytes) -> Payload:
         """Check the key commitment, decrypt and return the original payload."""
@@ -219,7 +238,7 @@ class SealingKey:
     """One data key, ready to seal payloads: what every payload under it
     shares is computed once."""
 
-    __slots__ = ("_data_key", "_metadata_encoding", "identity", "key_arn")
+    __slots__ = ("_data_key", "_template", "identity", "key_arn")
 
     def __init__(
         self, data_key: bytes, key_arn: str, wrapped_key: bytes, context_json: bytes | None
@@ -240,9 +259,9 @@ class SealingKey:
         }
         if context_json:
             metadata[METADATA_CONTEXT] = context_json
-        # The output is parsed from its own encoding: these fields, then the
-        # data field.
-        self._metadata_encoding = Payload(metadata=metadata).SerializeToString(deterministic=True)
+        # Copying a prepared message is several times faster than filling
+        # a new one's metadata map from a dict, or than parsing it.
+        self._template = Payload(metadata=metadata)
 
     @property
     def data_key(self) -> bytes:
@@ -260,29 +279,30 @@ class SealingKey:
         elif len(salt) != SALT_SIZE:
             raise ValueError(f"salt is {len(salt)} bytes, want {SALT_SIZE}")
         payload_key, commitment = derive(self._data_key, salt)
-        # The output's whole encoding is written into one buffer, AES-GCM
-        # writing the ciphertext in place (encrypt_into, cryptography 47),
-        # and parsed: that copies the data once, where joining salt,
-        # commitment and ciphertext, then setting Payload.data (which takes
-        # only bytes) copies it twice.
-        head = b"".join(
-            (
-                self._metadata_encoding,
-                _DATA_FIELD_TAG,
-                _varint(OVERHEAD + len(plaintext)),
-                salt,
-                commitment,
+        out = Payload()
+        out.CopyFrom(self._template)
+        aead = AESGCM(payload_key)
+        if len(plaintext) < IN_PLACE_MIN_SIZE:
+            out.data = b"".join(
+                (salt, commitment, aead.encrypt(_ZERO_NONCE, plaintext, self.identity))
             )
-        )
-        encoding = bytearray(len(head) + len(plaintext) + TAG_SIZE)
-        encoding[: len(head)] = head
-        AESGCM(payload_key).encrypt_into(
-            _ZERO_NONCE, plaintext, self.identity, memoryview(encoding)[len(head) :]
+            return out
+        # The data field's encoding is written into one buffer, AES-GCM
+        # writing the ciphertext in place (encrypt_into, cryptography 47),
+        # and merged into the output: that copies the data once, where
+        # joining salt, commitment and ciphertext, then setting Payload.data
+        # (which takes only bytes) copies it twice.
+        head = b"".join((_DATA_FIELD_TAG, _varint(OVERHEAD + len(plaintext)), salt, commitment))
+        data_field = bytearray(len(head) + len(plaintext) + TAG_SIZE)
+        data_field[: len(head)] = head
+        aead.encrypt_into(
+            _ZERO_NONCE, plaintext, self.identity, memoryview(data_field)[len(head) :]
         )
         # Large payloads: one buffer of their size fewer alive at once.
         del plaintext
         # Protobuf parses any buffer; its stubs name only bytes.
-        return Payload.FromString(encoding)  # type: ignore[arg-type]
+        out.MergeFromString(data_field)  # type: ignore[arg-type]
+        return out
 
 
 _DATA_FIELD_TAG = b"\x12"
