@@ -73,23 +73,38 @@ class EncryptionKeys:
         self._flight: SingleFlight[tuple[object, ...], _EncryptionKey] = SingleFlight()
         self.generate_calls = 0
 
+    def cached(self, scope: Scope, size: int) -> SealingKey | None:
+        """The current data key of scope if it has room for one more payload
+        of size bytes, or None when only a KMS call can give one. Does not
+        wait, so that a batch sealed under a warm key never yields."""
+        if self._max_payloads == 1:
+            return None
+        try:
+            k = self._keys[scope.id]
+        except KeyError:
+            return None
+        return k.key if self._reserve(k, size) else None
+
     async def get(self, scope: Scope, size: int) -> SealingKey:
         """A data key of scope with room for one more payload of size bytes."""
+        key = self.cached(scope, size)
+        return key if key is not None else await self.refill(scope, size)
+
+    async def refill(self, scope: Scope, size: int) -> SealingKey:
+        """A data key of scope for one more payload of size bytes, once
+        cached has found none: from a KMS call, shared with concurrent ones."""
         if self._max_payloads == 1:
             # A data key per payload: nothing to share, nothing to wait for.
             return (await self._generate(scope)).key
         while True:
-            try:
-                k: _EncryptionKey | None = self._keys[scope.id]
-            except KeyError:
-                k = None
-            if k is not None and self._reserve(k, size):
-                return k.key
             k = await self._flight.do(scope.id, lambda: self._refresh(scope))
             # Waiters of one flight share its key; if they use it up, those
             # left over start the next flight.
             if self._reserve(k, size):
                 return k.key
+            key = self.cached(scope, size)
+            if key is not None:
+                return key
 
     async def _refresh(self, scope: Scope) -> _EncryptionKey:
         # Another flight may have replaced the key meanwhile.

@@ -232,12 +232,18 @@ class KMSCodec(temporalio.converter.PayloadCodec, WithSerializationContext):
             return list(payloads)
         encrypt = self._shared.encrypt
         assert encrypt is not None  # a key_id is required unless disabled
+        scope, count_bytes = self._scope, self._count_bytes
         out = []
         for i, p in enumerate(payloads):
-            try:
-                key = await encrypt.get(self._scope, p.ByteSize() if self._count_bytes else 0)
-            except KMSCodecError as e:
-                raise _at(e, "encode", i, len(payloads)) from e.__cause__
+            size = p.ByteSize() if count_bytes else 0
+            # Awaited only when KMS must be asked: a coroutine per payload
+            # would cost more than sealing a small one.
+            key = encrypt.cached(scope, size)
+            if key is None:
+                try:
+                    key = await encrypt.refill(scope, size)
+                except KMSCodecError as e:
+                    raise _at(e, "encode", i, len(payloads)) from e.__cause__
             out.append(key.seal(p))
         return out
 
@@ -250,10 +256,19 @@ class KMSCodec(temporalio.converter.PayloadCodec, WithSerializationContext):
         bad payload costs no KMS call.
         """
         n = len(payloads)
+        allowed = self._shared.allowed
         checked: list[tuple[Envelope, bytes | None] | None] = []
         for i, p in enumerate(payloads):
             try:
-                checked.append(await self._check(p))
+                env = self._parse(p)
+                if env is None:
+                    checked.append(None)
+                    continue
+                # Awaited only to resolve an alias: a coroutine per payload
+                # would cost more than opening a small one.
+                if env.key_arn not in allowed:
+                    await self._check_resolved(env.key_arn)
+                checked.append((env, self._check_and_find_key(env)))
             except KMSCodecError as e:
                 raise _at(e, "decode", i, n) from e.__cause__
         out = []
@@ -268,23 +283,24 @@ class KMSCodec(temporalio.converter.PayloadCodec, WithSerializationContext):
                 raise _at(e, "decode", i, n) from e.__cause__
         return out
 
-    async def _check(self, payload: Payload) -> tuple[Envelope, bytes | None] | None:
-        """The payload's envelope and its data key if cached, or None for a
-        payload to pass through; raises if the payload may not be decoded."""
+    def _parse(self, payload: Payload) -> Envelope | None:
+        """The payload's envelope, or None for a payload to pass through."""
         try:
-            env = parse(payload)
+            return parse(payload)
         except NotEncryptedError:
             if self._reject_unencrypted:
                 raise UnencryptedPayloadError("payload is not encrypted") from None
             return None
-        if env.key_arn not in self._shared.allowed:
-            await self._check_resolved(env.key_arn)
+
+    def _check_and_find_key(self, env: Envelope) -> bytes | None:
+        """The remaining checks of an allowed envelope, then its data key if
+        cached."""
         if self._require_same_namespace:
             self._check_namespace(env)
         data_key = self._shared.decrypt.cached(env.aad)
         if data_key is None:
             env.encryption_context()  # malformed contexts fail before any KMS call
-        return env, data_key
+        return data_key
 
     async def _check_resolved(self, key_arn: str) -> None:
         """Allow key_arn if the configured key ID (an alias) stands for it."""

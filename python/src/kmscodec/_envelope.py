@@ -3,11 +3,13 @@ take a plaintext data key and never talk to KMS."""
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 import os
 import struct
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import NamedTuple
 
 from cryptography.exceptions import InvalidTag
@@ -41,6 +43,16 @@ OVERHEAD = SALT_SIZE + COMMITMENT_SIZE + TAG_SIZE
 MAX_KEY_ARN_SIZE = 2 << 10
 MAX_WRAPPED_KEY_SIZE = 4 << 10
 MAX_CONTEXT_SIZE = 8 << 10
+
+IN_PLACE_MIN_SIZE = 64 << 10
+"""Plaintexts from this size on are sealed in place, saving a copy of the
+data; below it the fixed cost of doing so outweighs the copy."""
+
+HEADER_CACHE_SIZE = 256
+"""Distinct payload headers (key ARN, wrapped key, context) whose checks and
+AAD are remembered, and distinct contexts whose parse is: a few per data key
+in use suffice. Each memory holds at most about 7 MiB with every field at
+its size limit, a few hundred KiB in practice."""
 
 _FORMAT_BYTES = FORMAT.encode()
 _INFO_PAYLOAD_KEY = (FORMAT + " derive").encode()
@@ -86,6 +98,17 @@ def parse_context(context_json: bytes | None) -> dict[str, str]:
     if not parsed or marshal_context(parsed) != context_json:
         raise MalformedPayloadError(f"{METADATA_CONTEXT} is not in canonical form")
     return parsed
+
+
+_EMPTY_CONTEXT: Mapping[str, str] = MappingProxyType({})
+
+
+@functools.lru_cache(maxsize=HEADER_CACHE_SIZE)
+def _parsed_context(context_json: bytes) -> Mapping[str, str]:
+    """parse_context, remembered: the payloads of one data key share their
+    context, and checking a namespace reads it for each. Read-only, as one
+    mapping serves every caller; malformed contexts are not remembered."""
+    return MappingProxyType(parse_context(context_json))
 
 
 def additional_data(key_arn: bytes, wrapped_key: bytes, context_json: bytes | None) -> bytes:
@@ -147,9 +170,11 @@ class Envelope(NamedTuple):
     aad: bytes
     """Also the identity of the data key (the decryption cache's key)."""
 
-    def encryption_context(self) -> dict[str, str]:
-        """The context KMS must be given to unwrap the data key."""
-        return parse_context(self.context_json)
+    def encryption_context(self) -> Mapping[str, str]:
+        """The context KMS must be given to unwrap the data key (read-only)."""
+        if self.context_json is None:
+            return _EMPTY_CONTEXT
+        return _parsed_context(self.context_json)
 
     def open(self, data_key: bytes) -> Payload:
         """Check the key commitment, decrypt and return the original payload."""
@@ -178,31 +203,35 @@ def parse(payload: Payload) -> Envelope:
     encryption context is not parsed here.
     """
     md = payload.metadata
-    if md.get(METADATA_ENCODING) != ENCODING_ENCRYPTED or METADATA_FORMAT not in md:
+    fmt = md.get(METADATA_FORMAT)
+    if fmt is None or md.get(METADATA_ENCODING) != ENCODING_ENCRYPTED:
         raise NotEncryptedError
-    fmt = md[METADATA_FORMAT]
     if fmt != _FORMAT_BYTES:
         raise UnsupportedFormatError(f"unsupported encryption format {fmt[:64]!r}")
-    key_arn = md.get(METADATA_KEY_ID, b"")
     wrapped_key = md.get(METADATA_DATA_KEY, b"")
     context_json = md.get(METADATA_CONTEXT)
-    _check_fields(key_arn, wrapped_key, context_json)
-    try:
-        key_arn_text = key_arn.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise MalformedPayloadError(f"{METADATA_KEY_ID} is not valid UTF-8") from e
+    key_arn, aad = _header(md.get(METADATA_KEY_ID, b""), wrapped_key, context_json)
     data = payload.data
     if len(data) < OVERHEAD:
         raise MalformedPayloadError(
             f"data is {len(data)} bytes, shorter than the {OVERHEAD}-byte minimum"
         )
-    return Envelope(
-        key_arn=key_arn_text,
-        wrapped_key=wrapped_key,
-        context_json=context_json,
-        data=data,
-        aad=additional_data(key_arn, wrapped_key, context_json),
-    )
+    return Envelope(key_arn, wrapped_key, context_json, data, aad)
+
+
+@functools.lru_cache(maxsize=HEADER_CACHE_SIZE)
+def _header(key_arn: bytes, wrapped_key: bytes, context_json: bytes | None) -> tuple[str, bytes]:
+    """The key ARN as text and the AAD of a payload's header fields, once
+    they are checked. Remembered, since the payloads of one data key share
+    them: a hit costs a hash of the fields rather than checks and a new AAD
+    (and returns the same AAD object, whose hash Python keeps, for the data
+    key cache's lookup). Fields that fail their checks are not remembered."""
+    _check_fields(key_arn, wrapped_key, context_json)
+    try:
+        key_arn_text = key_arn.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise MalformedPayloadError(f"{METADATA_KEY_ID} is not valid UTF-8") from e
+    return key_arn_text, additional_data(key_arn, wrapped_key, context_json)
 
 
 class SealingKey:
@@ -231,7 +260,7 @@ class SealingKey:
         if context_json:
             metadata[METADATA_CONTEXT] = context_json
         # Copying a prepared message is several times faster than filling
-        # a new one's metadata map from a dict.
+        # a new one's metadata map from a dict, or than parsing it.
         self._template = Payload(metadata=metadata)
 
     @property
@@ -250,10 +279,41 @@ class SealingKey:
         elif len(salt) != SALT_SIZE:
             raise ValueError(f"salt is {len(salt)} bytes, want {SALT_SIZE}")
         payload_key, commitment = derive(self._data_key, salt)
-        sealed = AESGCM(payload_key).encrypt(_ZERO_NONCE, plaintext, self.identity)
-        # Large payloads: one buffer of their size fewer alive at once.
-        del plaintext
         out = Payload()
         out.CopyFrom(self._template)
-        out.data = b"".join((salt, commitment, sealed))
+        aead = AESGCM(payload_key)
+        if len(plaintext) < IN_PLACE_MIN_SIZE:
+            out.data = b"".join(
+                (salt, commitment, aead.encrypt(_ZERO_NONCE, plaintext, self.identity))
+            )
+            return out
+        # The data field's encoding is written into one buffer, AES-GCM
+        # writing the ciphertext in place (encrypt_into, cryptography 47),
+        # and merged into the output: that copies the data once, where
+        # joining salt, commitment and ciphertext, then setting Payload.data
+        # (which takes only bytes) copies it twice.
+        head = b"".join((_DATA_FIELD_TAG, _varint(OVERHEAD + len(plaintext)), salt, commitment))
+        data_field = bytearray(len(head) + len(plaintext) + TAG_SIZE)
+        data_field[: len(head)] = head
+        aead.encrypt_into(
+            _ZERO_NONCE, plaintext, self.identity, memoryview(data_field)[len(head) :]
+        )
+        # Large payloads: one buffer of their size fewer alive at once.
+        del plaintext
+        # Protobuf parses any buffer; its stubs name only bytes.
+        out.MergeFromString(data_field)  # type: ignore[arg-type]
         return out
+
+
+_DATA_FIELD_TAG = b"\x12"
+"""Payload.data: field 2, length-delimited."""
+
+
+def _varint(n: int) -> bytes:
+    """n in protobuf's base-128 varint encoding."""
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
