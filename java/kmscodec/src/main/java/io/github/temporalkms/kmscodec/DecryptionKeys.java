@@ -19,7 +19,7 @@ final class DecryptionKeys {
   static final int NEGATIVE_SIZE = 1024;
 
   private final KmsCalls kms;
-  private final AsyncCache<String, byte[]> keys;
+  private final AsyncCache<String, Flights.Outcome<byte[]>> keys;
   private final Cache<String, KmsCallException> refusals;
 
   DecryptionKeys(KmsCalls kms, long size, Duration ttl, Ticker ticker) {
@@ -42,9 +42,9 @@ final class DecryptionKeys {
 
   /** The data key of {@code env}, from the cache or from KMS. The caller must not modify it. */
   byte[] get(Envelope env) {
-    CompletableFuture<byte[]> cached = keys.getIfPresent(env.identity);
-    if (cached != null && cached.isDone() && !cached.isCompletedExceptionally()) {
-      return cached.join();
+    CompletableFuture<Flights.Outcome<byte[]>> cached = keys.getIfPresent(env.identity);
+    if (cached != null && cached.isDone() && cached.join().error == null) {
+      return cached.join().value;
     }
     KmsCallException refused = refusals.getIfPresent(env.identity);
     if (refused != null) {
@@ -76,6 +76,6 @@ final class DecryptionKeys {
    * costs no KMS call. {@code plaintext} is copied.
    */
   void add(String identity, byte[] plaintext) {
-    keys.put(identity, CompletableFuture.completedFuture(plaintext.clone()));
+    keys.put(identity, Flights.Outcome.of(plaintext.clone()));
   }
 }

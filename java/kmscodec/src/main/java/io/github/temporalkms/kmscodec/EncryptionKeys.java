@@ -35,7 +35,7 @@ final class EncryptionKeys {
   private final long maxPayloads;
   private final long maxBytes;
   private final Clock clock;
-  private final AsyncCache<String, DataKey> keys;
+  private final AsyncCache<String, Flights.Outcome<DataKey>> keys;
 
   /**
    * @param generate calls KMS for a data key of a scope and builds its sealing key
@@ -66,7 +66,7 @@ final class EncryptionKeys {
       return generate.apply(scope);
     }
     while (true) {
-      CompletableFuture<DataKey> flight =
+      CompletableFuture<Flights.Outcome<DataKey>> flight =
           Flights.getOrLoad(keys, scope.id, () -> newDataKey(scope));
       DataKey k = Flights.await(flight);
       if (reserve(k, size)) {

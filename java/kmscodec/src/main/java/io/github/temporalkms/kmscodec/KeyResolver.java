@@ -4,7 +4,6 @@ import com.github.benmanes.caffeine.cache.AsyncCache;
 import com.github.benmanes.caffeine.cache.Caffeine;
 import com.github.benmanes.caffeine.cache.Ticker;
 import java.time.Duration;
-import java.util.concurrent.CompletableFuture;
 
 /**
  * Learns the key ARN that the configured key ID stands for. Payloads name their master key by
@@ -18,7 +17,7 @@ final class KeyResolver {
 
   private final String keyId;
   private final KmsCalls kms;
-  private final AsyncCache<String, String> current;
+  private final AsyncCache<String, Flights.Outcome<String>> current;
 
   KeyResolver(String keyId, KmsCalls kms, Duration ttl, Ticker ticker) {
     this.keyId = keyId;
@@ -42,6 +41,6 @@ final class KeyResolver {
 
   /** Records {@code arn} as what the key ID stands for, as GenerateDataKey reported it. */
   void observe(String arn) {
-    current.put(KEY, CompletableFuture.completedFuture(arn));
+    current.put(KEY, Flights.Outcome.of(arn));
   }
 }
