@@ -33,7 +33,8 @@ import software.amazon.awssdk.services.kms.KmsClient;
  * the KMS at {@code KMS_ENDPOINT}.
  */
 public final class Main {
-  private static final Duration QUERY_DEADLINE = Duration.ofSeconds(60);
+  /** How long a workflow may take to reach its signal wait: generous, for loaded test machines. */
+  private static final Duration QUERY_DEADLINE = Duration.ofMinutes(3);
 
   private Main() {}
 
@@ -131,7 +132,7 @@ public final class Main {
           completed++;
         } catch (RuntimeException e) {
           Throwable cause = e.getCause() == null ? e : e.getCause();
-          failures.add(cause.toString());
+          failures.add(describe(cause));
         }
       }
       if (!failures.isEmpty()) {
@@ -149,6 +150,16 @@ public final class Main {
     } finally {
       pool.shutdownNow();
     }
+  }
+
+  /** An exception and its causes, one line. */
+  private static String describe(Throwable e) {
+    StringBuilder b = new StringBuilder(e.toString());
+    for (Throwable c = e.getCause(); c != null && c != e; c = c.getCause()) {
+      b.append(" <- ").append(c);
+      e = c;
+    }
+    return b.toString();
   }
 
   private static CrossLanguage.Result runOne(WorkflowClient client, String taskQueue, String id) {
@@ -189,7 +200,7 @@ public final class Main {
         last = e; // the first workflow task may not have run yet
       }
       try {
-        Thread.sleep(100);
+        Thread.sleep(200);
       } catch (InterruptedException e) {
         Thread.currentThread().interrupt();
         throw new IllegalStateException(id + ": interrupted", e);
