@@ -8,7 +8,7 @@ TEMPORAL := $(CACHE)/temporal-$(TEMPORAL_CLI_VERSION)/temporal
 # The headless browser of the Web UI test: a command name or a path.
 CHROMIUM ?= chromium
 
-.PHONY: test check unit vet fmt generate-check bench-smoke bench integration demo fuzz build temporal-cli chromium
+.PHONY: test check unit vet fmt generate-check bench-smoke bench integration demo demo-ui fuzz build temporal-cli chromium
 
 ## test: every check and test suite, as CI runs it.
 test: check unit bench-smoke java-test integration
@@ -58,6 +58,11 @@ chromium:
 ## demo: one workflow through the codec, showing what the server stores.
 demo: $(TEMPORAL)
 	cd integration_test && TEMPORAL_CLI=$(TEMPORAL) $(GO) run ./cmd/demo
+
+## demo-ui: the Temporal Web UI decoding through kmscodec serve, with a
+## few workflows to look at, until Ctrl-C.
+demo-ui: $(TEMPORAL)
+	cd integration_test && TEMPORAL_CLI=$(TEMPORAL) $(GO) run ./cmd/demo -ui
 
 ## fuzz: each fuzz target for FUZZTIME (make test replays the corpora only).
 FUZZTIME ?= 30s

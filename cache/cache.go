@@ -20,6 +20,20 @@ import (
 	"github.com/aws/smithy-go"
 )
 
+// Defaults of the options in this package. The codec's own defaults are
+// these (codec.DefaultDataKeyMaxAge and the rest).
+const (
+	DefaultMaxAge            = 5 * time.Minute
+	DefaultMaxPayloads       = 10_000
+	DefaultMaxScopes         = 1024
+	DefaultSize              = 10_000
+	DefaultTTL               = time.Hour
+	DefaultNegativeSize      = 1024
+	DefaultNegativeTTL       = 10 * time.Second
+	DefaultTimeout           = 5 * time.Second
+	DefaultResolveFailureTTL = 5 * time.Second
+)
+
 // DataKey is a data key in plaintext together with what names it.
 type DataKey struct {
 	// KeyARN is the ARN of the KMS key that wrapped the data key.

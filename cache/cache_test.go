@@ -202,8 +202,8 @@ func TestScopesAreBounded(t *testing.T) {
 	for i := range 20 {
 		c.Get(NewScope("alias/k", map[string]string{"n": fmt.Sprint(i)}), 1)
 	}
-	if c.Len() != 4 {
-		t.Fatalf("%d scopes held, want 4", c.Len())
+	if c.held() != 4 {
+		t.Fatalf("%d scopes held, want 4", c.held())
 	}
 }
 
@@ -306,7 +306,7 @@ func TestOptionsAreValidated(t *testing.T) {
 	if _, err := NewDecryptionKeys(nil, DecryptionOptions{}); err == nil {
 		t.Error("nil KMS accepted")
 	}
-	if _, err := NewKeyResolver(m, "", time.Minute, time.Second, nil, nil); err == nil {
+	if _, err := NewKeyResolver(m, "", ResolverOptions{}); err == nil {
 		t.Error("empty key ID accepted")
 	}
 }
@@ -370,8 +370,8 @@ func TestDecryptionCacheIsBoundedBySize(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if c.Len() != 8 {
-		t.Fatalf("%d keys held, want 8", c.Len())
+	if c.held() != 8 {
+		t.Fatalf("%d keys held, want 8", c.held())
 	}
 	before := fake.Calls("Decrypt")
 	c.Get(keys[0]) // evicted long ago
@@ -467,7 +467,7 @@ func TestInvalidDecryptResponsesAreRejected(t *testing.T) {
 			if !errors.Is(err, ErrInvalidResponse) {
 				t.Fatalf("got %v, want ErrInvalidResponse", err)
 			}
-			if c.Len() != 0 {
+			if c.held() != 0 {
 				t.Fatal("a rejected answer was cached")
 			}
 		})
@@ -607,7 +607,7 @@ func TestCachedCountsHitsAndLeavesMissesToGet(t *testing.T) {
 
 func TestKeyARNResolvesToItselfWithoutACall(t *testing.T) {
 	m := mocks.NewMockAPI(gomock.NewController(t)) // any call fails the test
-	r, _ := NewKeyResolver(m, keyARN, time.Minute, time.Second, nil, nil)
+	r, _ := NewKeyResolver(m, keyARN, ResolverOptions{TTL: time.Minute})
 	if arn, err := r.ARN(); err != nil || arn != keyARN {
 		t.Fatalf("got %q, %v", arn, err)
 	}
@@ -618,7 +618,7 @@ func TestAliasIsResolvedOnceAndRefreshedAfterTTL(t *testing.T) {
 	a, b := fake.CreateKey(), fake.CreateKey()
 	fake.SetAlias("alias/temporal", a)
 	clk := newClock()
-	r, _ := NewKeyResolver(fake, "alias/temporal", time.Minute, time.Second, clk.Now, nil)
+	r, _ := NewKeyResolver(fake, "alias/temporal", ResolverOptions{TTL: time.Minute, Clock: clk.Now})
 	for range 5 {
 		if arn, err := r.ARN(); err != nil || arn != a {
 			t.Fatalf("got %q, %v", arn, err)
@@ -640,7 +640,7 @@ func TestAliasIsResolvedOnceAndRefreshedAfterTTL(t *testing.T) {
 
 func TestResolverFailureIsAKMSError(t *testing.T) {
 	fake := kmstest.New()
-	r, _ := NewKeyResolver(fake, "alias/missing", time.Minute, time.Second, nil, nil)
+	r, _ := NewKeyResolver(fake, "alias/missing", ResolverOptions{TTL: time.Minute})
 	_, err := r.ARN()
 	var notFound *types.NotFoundException
 	var kmsErr *KMSError

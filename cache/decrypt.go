@@ -40,19 +40,19 @@ type DecryptionOptions struct {
 
 func (o *DecryptionOptions) setDefaults() error {
 	if o.Size == 0 {
-		o.Size = 10_000
+		o.Size = DefaultSize
 	}
 	if o.TTL == 0 {
-		o.TTL = time.Hour
+		o.TTL = DefaultTTL
 	}
 	if o.NegativeSize == 0 {
-		o.NegativeSize = 1024
+		o.NegativeSize = DefaultNegativeSize
 	}
 	if o.NegativeTTL == 0 {
-		o.NegativeTTL = 10 * time.Second
+		o.NegativeTTL = DefaultNegativeTTL
 	}
 	if o.Timeout == 0 {
-		o.Timeout = 5 * time.Second
+		o.Timeout = DefaultTimeout
 	}
 	if o.Clock == nil {
 		o.Clock = time.Now
@@ -197,9 +197,9 @@ func (c *DecryptionKeys) Add(identity string, plaintext []byte) {
 	c.keys.Add(identity, c.newEntry(bytes.Clone(plaintext)))
 }
 
-// Len reports how many data keys the cache holds, expired ones included
+// held reports how many data keys the cache holds, expired ones included
 // until they are looked up or evicted.
-func (c *DecryptionKeys) Len() int {
+func (c *DecryptionKeys) held() int {
 	return c.keys.Len()
 }
 

@@ -45,16 +45,16 @@ type EncryptionOptions struct {
 
 func (o *EncryptionOptions) setDefaults() error {
 	if o.MaxAge == 0 {
-		o.MaxAge = 5 * time.Minute
+		o.MaxAge = DefaultMaxAge
 	}
 	if o.MaxPayloads == 0 {
-		o.MaxPayloads = 10_000
+		o.MaxPayloads = DefaultMaxPayloads
 	}
 	if o.MaxScopes == 0 {
-		o.MaxScopes = 1024
+		o.MaxScopes = DefaultMaxScopes
 	}
 	if o.Timeout == 0 {
-		o.Timeout = 5 * time.Second
+		o.Timeout = DefaultTimeout
 	}
 	if o.Clock == nil {
 		o.Clock = time.Now
@@ -91,18 +91,18 @@ func NewScope(keyID string, ctx map[string]string) Scope {
 		names = append(names, k)
 	}
 	sort.Strings(names)
-	// Length prefixes make the identity unambiguous whatever the strings hold.
+	// The key ID comes first, then each context key and value; length
+	// prefixes make the identity unambiguous whatever the strings hold.
 	var b strings.Builder
-	for _, s := range append([]string{keyID}, names...) {
+	writeField := func(s string) {
 		b.WriteString(strconv.Itoa(len(s)))
 		b.WriteByte(':')
 		b.WriteString(s)
-		if s != keyID {
-			v := ctx[s]
-			b.WriteString(strconv.Itoa(len(v)))
-			b.WriteByte(':')
-			b.WriteString(v)
-		}
+	}
+	writeField(keyID)
+	for _, k := range names {
+		writeField(k)
+		writeField(ctx[k])
 	}
 	return Scope{KeyID: keyID, EncryptionContext: ctx, id: b.String()}
 }
@@ -291,7 +291,7 @@ func (c *EncryptionKeys[V]) store(id string, k *encryptionKey[V]) {
 	c.scopes.Store(&next)
 }
 
-// Len reports how many scopes hold a data key.
-func (c *EncryptionKeys[V]) Len() int {
+// held reports how many scopes hold a data key.
+func (c *EncryptionKeys[V]) held() int {
 	return len(*c.scopes.Load())
 }

@@ -44,7 +44,7 @@ func TestTimedOutKMSCallsLeaveNoGoroutineBehind(t *testing.T) {
 	const timeout = 20 * time.Millisecond
 	enc, _ := NewEncryptionKeys(m, EncryptionOptions{Timeout: timeout}, identity)
 	dec, _ := NewDecryptionKeys(m, DecryptionOptions{Timeout: timeout})
-	res, _ := NewKeyResolver(m, "alias/k", time.Minute, timeout, nil, nil)
+	res, _ := NewKeyResolver(m, "alias/k", ResolverOptions{TTL: time.Minute, Timeout: timeout})
 	var wg sync.WaitGroup
 	for range 16 {
 		wg.Go(func() {
@@ -75,7 +75,7 @@ func TestCachesNeedNoCloseToLeaveNoGoroutineBehind(t *testing.T) {
 	for range 10 {
 		enc, _ := NewEncryptionKeys(fake, EncryptionOptions{MaxPayloads: 2}, identity)
 		dec, _ := NewDecryptionKeys(fake, DecryptionOptions{Size: 2, TTL: time.Millisecond})
-		res, _ := NewKeyResolver(fake, arn, time.Millisecond, time.Second, nil, nil)
+		res, _ := NewKeyResolver(fake, arn, ResolverOptions{TTL: time.Millisecond})
 		for range 5 {
 			if _, _, err := enc.Get(NewScope(arn, nil), 1); err != nil {
 				t.Fatal(err)

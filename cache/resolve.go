@@ -24,32 +24,73 @@ import (
 type KeyResolver struct {
 	api     kms.API
 	keyID   string
-	ttl     time.Duration
-	timeout time.Duration
-	clock   func() time.Time
-	record  func(Event)
+	opts    ResolverOptions
 	current atomic.Pointer[resolution]
 	flight  singleflight.Group
 }
 
+// ResolverOptions configure a KeyResolver. Zero values take the defaults
+// given.
+type ResolverOptions struct {
+	// TTL is how long a resolved key ARN is used before KMS is asked
+	// again. Default DefaultMaxAge, so that a moved alias is followed as
+	// soon as data keys are replaced.
+	TTL time.Duration
+	// FailureTTL is how long a failed DescribeKey is returned without
+	// asking KMS again, so that during an outage every payload does not
+	// wait for its own failed call. Default DefaultResolveFailureTTL;
+	// negative turns it off.
+	FailureTTL time.Duration
+	// Timeout bounds each KMS call. Default DefaultTimeout.
+	Timeout time.Duration
+	// Clock returns the current time. Default time.Now; tests set it.
+	Clock func() time.Time
+	// Record, if set, is called for every KMS call.
+	Record func(Event)
+}
+
+func (o *ResolverOptions) setDefaults() error {
+	if o.TTL == 0 {
+		o.TTL = DefaultMaxAge
+	}
+	if o.FailureTTL == 0 {
+		o.FailureTTL = DefaultResolveFailureTTL
+	}
+	if o.Timeout == 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
+	switch {
+	case o.TTL < 0:
+		return errors.New("cache: TTL must not be negative")
+	case o.Timeout < 0:
+		return errors.New("cache: Timeout must not be negative")
+	}
+	return nil
+}
+
+// resolution is the latest answer: a key ARN, or the error DescribeKey
+// failed with.
 type resolution struct {
 	arn     string
+	err     error
 	expires time.Time
 }
 
-// NewKeyResolver returns a resolver of keyID that keeps an answer for ttl.
-// timeout bounds the KMS call; clock and record may be nil.
-func NewKeyResolver(api kms.API, keyID string, ttl, timeout time.Duration, clock func() time.Time, record func(Event)) (*KeyResolver, error) {
+// NewKeyResolver returns a resolver of keyID.
+func NewKeyResolver(api kms.API, keyID string, opts ResolverOptions) (*KeyResolver, error) {
 	if api == nil {
 		return nil, errors.New("cache: KMS client is nil")
 	}
 	if keyID == "" {
 		return nil, errors.New("cache: key ID is empty")
 	}
-	if clock == nil {
-		clock = time.Now
+	if err := opts.setDefaults(); err != nil {
+		return nil, err
 	}
-	return &KeyResolver{api: api, keyID: keyID, ttl: ttl, timeout: timeout, clock: clock, record: record}, nil
+	return &KeyResolver{api: api, keyID: keyID, opts: opts}, nil
 }
 
 // ARN returns the key ARN that the key ID stands for now.
@@ -57,20 +98,24 @@ func (r *KeyResolver) ARN() (string, error) {
 	if kms.IsKeyARN(r.keyID) {
 		return r.keyID, nil
 	}
-	if cur := r.current.Load(); cur != nil && r.clock().Before(cur.expires) {
-		return cur.arn, nil
+	if cur := r.current.Load(); cur != nil && r.opts.Clock().Before(cur.expires) {
+		return cur.arn, cur.err
 	}
 	v, err, _ := r.flight.Do("", func() (any, error) {
-		ctx, cancel := withTimeout(r.timeout)
+		ctx, cancel := withTimeout(r.opts.Timeout)
 		defer cancel()
-		record(r.record, DescribeKeyCall)
+		record(r.opts.Record, DescribeKeyCall)
 		out, err := r.api.DescribeKey(ctx, &awskms.DescribeKeyInput{KeyId: aws.String(r.keyID)})
 		if err == nil && (out == nil || out.KeyMetadata == nil || !kms.IsKeyARN(aws.ToString(out.KeyMetadata.Arn))) {
 			err = fmt.Errorf("%w: DescribeKey returned no key ARN", ErrInvalidResponse)
 		}
 		if err != nil {
-			record(r.record, KMSFailure)
-			return nil, &KMSError{Op: "DescribeKey", KeyID: r.keyID, Err: err}
+			record(r.opts.Record, KMSFailure)
+			err = &KMSError{Op: "DescribeKey", KeyID: r.keyID, Err: err}
+			if r.opts.FailureTTL > 0 {
+				r.current.Store(&resolution{err: err, expires: r.opts.Clock().Add(r.opts.FailureTTL)})
+			}
+			return nil, err
 		}
 		arn := aws.ToString(out.KeyMetadata.Arn)
 		r.Observe(arn)
@@ -85,5 +130,5 @@ func (r *KeyResolver) ARN() (string, error) {
 // Observe records arn as what the key ID stands for now, as
 // GenerateDataKey reports it, saving a DescribeKey call.
 func (r *KeyResolver) Observe(arn string) {
-	r.current.Store(&resolution{arn: arn, expires: r.clock().Add(r.ttl)})
+	r.current.Store(&resolution{arn: arn, expires: r.opts.Clock().Add(r.opts.TTL)})
 }

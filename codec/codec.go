@@ -31,6 +31,23 @@ import (
 // refuses to unwrap the data key with any other namespace in the context.
 const NamespaceContextKey = "temporal-namespace"
 
+// Defaults of Options, applied to fields left zero.
+const (
+	DefaultDataKeyMaxAge         = cache.DefaultMaxAge
+	DefaultMaxPayloadsPerDataKey = cache.DefaultMaxPayloads
+	DefaultDecryptCacheSize      = cache.DefaultSize
+	DefaultDecryptCacheTTL       = cache.DefaultTTL
+	DefaultKMSTimeout            = cache.DefaultTimeout
+	// DefaultNegativeCacheTTL is how long a KMS refusal of a wrapped data
+	// key is remembered, so that a flood of payloads carrying it costs
+	// one KMS call. It is not an option.
+	DefaultNegativeCacheTTL = cache.DefaultNegativeTTL
+	// DefaultAliasFailureTTL is how long a failure to resolve an alias
+	// KeyID (DescribeKey) is remembered, so that during a KMS outage each
+	// payload does not wait for a call of its own. It is not an option.
+	DefaultAliasFailureTTL = cache.DefaultResolveFailureTTL
+)
+
 // Options configure a Codec. KMS and KeyID are required; every other
 // field has a default, given with it.
 type Options struct {
@@ -57,18 +74,21 @@ type Options struct {
 	EncryptionContext map[string]string
 
 	// Namespace is the Temporal namespace put in the encryption context
-	// when the SDK does not say which namespace a payload belongs to. The
-	// SDK says so for workflow and activity payloads, so this mostly
-	// matters for a codec used on its own. Default: none.
+	// when the SDK does not say which namespace a payload belongs to: the
+	// payloads of Nexus operations (whose serialization context names no
+	// namespace), a schedule's memo, and everything a codec used on its
+	// own encodes. Set it to the namespace the client or worker connects
+	// to. Default: none, and those payloads are bound to no namespace.
 	Namespace string
 
 	// DataKeyMaxAge is how long a generated data key is used for new
-	// payloads. Default 5 minutes.
+	// payloads, and how long an alias KeyID is taken to stand for the
+	// same key. Default DefaultDataKeyMaxAge, 5 minutes.
 	DataKeyMaxAge time.Duration
 
 	// MaxPayloadsPerDataKey is how many payloads one data key encrypts
-	// before a new one is generated. Default 10,000. Set 1 for a KMS data
-	// key per payload.
+	// before a new one is generated. Default DefaultMaxPayloadsPerDataKey,
+	// 10,000. Set 1 for a KMS data key per payload.
 	MaxPayloadsPerDataKey int64
 
 	// MaxBytesPerDataKey bounds the payload bytes one data key encrypts.
@@ -76,16 +96,16 @@ type Options struct {
 	MaxBytesPerDataKey int64
 
 	// DecryptCacheSize is how many unwrapped data keys are kept for
-	// decryption. Default 10,000.
+	// decryption. Default DefaultDecryptCacheSize, 10,000.
 	DecryptCacheSize int
 
 	// DecryptCacheTTL is how long an unwrapped data key is kept. Default
-	// 1 hour.
+	// DefaultDecryptCacheTTL, 1 hour.
 	DecryptCacheTTL time.Duration
 
 	// KMSTimeout bounds each KMS call, retries by the AWS SDK included.
-	// Default 5 seconds, well inside Temporal's default 10-second workflow
-	// task timeout.
+	// Default DefaultKMSTimeout, 5 seconds, well inside Temporal's default
+	// 10-second workflow task timeout.
 	KMSTimeout time.Duration
 
 	// MetricsHandler, if set, receives the codec's counters; pass the same
@@ -105,8 +125,9 @@ type Options struct {
 	// a payload copied into this namespace's history from another
 	// namespace's from being decrypted by this namespace's workers.
 	// Payloads that name no namespace still decode. Off by default because
-	// some payloads legitimately cross namespaces, such as the input and
-	// result of a Nexus operation handled in another namespace.
+	// some payloads legitimately cross namespaces: the input and result of
+	// a Nexus operation handled in another namespace name the namespace
+	// that wrote them (see WithSerializationContext).
 	RequireSameNamespace bool
 
 	// DisableEncryption makes Encode pass payloads through unchanged while
@@ -154,19 +175,8 @@ const maxScopes = 1024
 // are generated on first use, so a worker starts even while KMS is out of
 // reach, and fails its tasks (to be retried) until KMS answers.
 func New(opts Options) (*Codec, error) {
-	if opts.KMS == nil {
-		return nil, errors.New("kmscodec: Options.KMS is required")
-	}
-	if opts.KeyID == "" && !opts.DisableEncryption {
-		return nil, errors.New("kmscodec: Options.KeyID is required unless DisableEncryption is set")
-	}
-	if _, ok := opts.EncryptionContext[NamespaceContextKey]; ok {
-		return nil, fmt.Errorf("kmscodec: Options.EncryptionContext must not set %q: use Options.Namespace", NamespaceContextKey)
-	}
-	if b, err := envelope.MarshalContext(withNamespace(opts.EncryptionContext, "")); err != nil {
-		return nil, fmt.Errorf("kmscodec: Options.EncryptionContext: %w", err)
-	} else if len(b) > envelope.MaxContextSize/2 {
-		return nil, fmt.Errorf("kmscodec: Options.EncryptionContext is %d bytes as JSON; keep it under %d", len(b), envelope.MaxContextSize/2)
+	if err := opts.validate(); err != nil {
+		return nil, fmt.Errorf("kmscodec: %w", err)
 	}
 	if opts.Clock == nil {
 		opts.Clock = time.Now
@@ -174,15 +184,63 @@ func New(opts Options) (*Codec, error) {
 	opts.EncryptionContext = maps.Clone(opts.EncryptionContext)
 	s := &shared{opts: opts, allowed: map[string]bool{}, scopes: map[string]cache.Scope{}}
 	for _, id := range opts.DecryptKeyIDs {
-		if !kms.IsKeyARN(id) {
-			return nil, fmt.Errorf("kmscodec: Options.DecryptKeyIDs: %q is not a key ARN", id)
-		}
 		s.allowed[id] = true
 	}
 	if kms.IsKeyARN(opts.KeyID) {
 		s.allowed[opts.KeyID] = true
 	}
 	s.metrics = newMetrics(opts.MetricsHandler)
+	if err := s.buildCaches(); err != nil {
+		// Unreachable for validated options: a bug, not the caller's.
+		return nil, fmt.Errorf("kmscodec: %w", err)
+	}
+	return &Codec{shared: s, scope: s.scopeFor(opts.Namespace)}, nil
+}
+
+// validate checks what New cannot work with, naming the Options field.
+func (o *Options) validate() error {
+	invalid := func(format string, args ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{ErrInvalidOptions}, args...)...)
+	}
+	switch {
+	case o.KMS == nil:
+		return invalid("Options.KMS is required")
+	case o.KeyID == "" && !o.DisableEncryption:
+		return invalid("Options.KeyID is required unless Options.DisableEncryption is set")
+	case o.DataKeyMaxAge < 0:
+		return invalid("Options.DataKeyMaxAge must not be negative")
+	case o.MaxPayloadsPerDataKey < 0:
+		return invalid("Options.MaxPayloadsPerDataKey must not be negative")
+	case o.MaxBytesPerDataKey < 0:
+		return invalid("Options.MaxBytesPerDataKey must not be negative")
+	case o.DecryptCacheSize < 0:
+		return invalid("Options.DecryptCacheSize must not be negative")
+	case o.DecryptCacheTTL < 0:
+		return invalid("Options.DecryptCacheTTL must not be negative")
+	case o.KMSTimeout < 0:
+		return invalid("Options.KMSTimeout must not be negative")
+	}
+	if _, ok := o.EncryptionContext[NamespaceContextKey]; ok {
+		return invalid("Options.EncryptionContext must not set %q: use Options.Namespace", NamespaceContextKey)
+	}
+	if b, err := envelope.MarshalContext(withNamespace(o.EncryptionContext, "")); err != nil {
+		return invalid("Options.EncryptionContext is not valid UTF-8")
+	} else if len(b) > envelope.MaxContextSize/2 {
+		return invalid("Options.EncryptionContext is %d bytes as JSON; keep it under %d", len(b), envelope.MaxContextSize/2)
+	}
+	for _, id := range o.DecryptKeyIDs {
+		if !kms.IsKeyARN(id) {
+			return invalid("Options.DecryptKeyIDs: %q is not a key ARN", id)
+		}
+	}
+	return nil
+}
+
+// buildCaches builds the data-key caches and the alias resolver from the
+// validated options; zero values take the cache package's defaults,
+// which are this package's.
+func (s *shared) buildCaches() error {
+	opts := s.opts
 	var err error
 	s.decrypt, err = cache.NewDecryptionKeys(opts.KMS, cache.DecryptionOptions{
 		Size:    opts.DecryptCacheSize,
@@ -192,7 +250,7 @@ func New(opts Options) (*Codec, error) {
 		Record:  s.metrics.record,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("kmscodec: %w", err)
+		return err
 	}
 	s.encrypt, err = cache.NewEncryptionKeys(opts.KMS, cache.EncryptionOptions{
 		MaxAge:      opts.DataKeyMaxAge,
@@ -203,46 +261,76 @@ func New(opts Options) (*Codec, error) {
 		Record:      s.metrics.record,
 	}, s.prepare)
 	if err != nil {
-		return nil, fmt.Errorf("kmscodec: %w", err)
+		return err
 	}
 	if opts.KeyID != "" {
-		maxAge := opts.DataKeyMaxAge
-		if maxAge == 0 {
-			maxAge = 5 * time.Minute
-		}
-		timeout := opts.KMSTimeout
-		if timeout == 0 {
-			timeout = 5 * time.Second
-		}
-		s.resolver, err = cache.NewKeyResolver(opts.KMS, opts.KeyID, maxAge, timeout, opts.Clock, s.metrics.record)
-		if err != nil {
-			return nil, fmt.Errorf("kmscodec: %w", err)
-		}
+		s.resolver, err = cache.NewKeyResolver(opts.KMS, opts.KeyID, cache.ResolverOptions{
+			TTL:     opts.DataKeyMaxAge,
+			Timeout: opts.KMSTimeout,
+			Clock:   opts.Clock,
+			Record:  s.metrics.record,
+		})
 	}
-	return &Codec{shared: s, scope: s.scopeFor(opts.Namespace)}, nil
+	return err
 }
 
 // WithNamespace returns a view of c that binds new data keys to namespace
 // (in the encryption context under NamespaceContextKey). It shares c's
-// caches and counters.
+// caches and counters. An empty namespace leaves c as it is.
 func (c *Codec) WithNamespace(namespace string) *Codec {
-	if namespace == "" || namespace == c.scope.EncryptionContext[NamespaceContextKey] {
+	if namespace == "" {
+		return c
+	}
+	return c.view(namespace)
+}
+
+// view returns the view of c's Codec bound to namespace, c itself if c
+// is that view.
+func (c *Codec) view(namespace string) *Codec {
+	if namespace == c.scope.EncryptionContext[NamespaceContextKey] {
 		return c
 	}
 	return &Codec{shared: c.shared, scope: c.scopeFor(namespace)}
 }
 
 // WithSerializationContext implements
-// converter.PayloadCodecWithSerializationContext: the SDK calls it with
-// the namespace of the workflow or activity whose payloads follow.
+// converter.PayloadCodecWithSerializationContext. The SDK calls it before
+// the payloads of a workflow, an activity or a Nexus operation, and the
+// payloads that follow are bound to:
+//
+//   - for a workflow or activity context, the namespace it names, the
+//     namespace the workflow or activity runs in;
+//   - for a Nexus context, Options.Namespace. The SDK's Nexus context names
+//     the endpoint, service and operation but no namespace. The codec
+//     binds what it writes to its own namespace, the namespace of the
+//     client or worker doing the writing: on the caller's side the
+//     operation's input is bound to the caller's namespace, on the
+//     handler's side a synchronous operation's result to the handler's.
+//     (A workflow-run operation's result is its workflow's, bound by the
+//     workflow's context to the handler's namespace too.) So a payload always names the namespace
+//     that wrote it, and KMS logs which namespace asked for each key.
+//     Decoding needs no namespace, so the other side reads it; but with
+//     RequireSameNamespace it refuses a payload written in another
+//     namespace, so a Nexus operation across namespaces needs that option
+//     off on both sides;
+//   - for any other context, or one naming no namespace, Options.Namespace.
+//
+// With Options.Namespace empty, payloads of the last two kinds name no
+// namespace (see docs/SECURITY.md).
 func (c *Codec) WithSerializationContext(ctx converter.SerializationContext) converter.PayloadCodec {
+	namespace := ""
 	switch ctx := ctx.(type) {
 	case converter.WorkflowSerializationContext:
-		return c.WithNamespace(ctx.Namespace)
+		namespace = ctx.Namespace
 	case converter.ActivitySerializationContext:
-		return c.WithNamespace(ctx.Namespace)
+		namespace = ctx.Namespace
+	case converter.NexusSerializationContext:
+		// Names no namespace: bound to the codec's own, as described above.
 	}
-	return c
+	if namespace == "" {
+		namespace = c.opts.Namespace
+	}
+	return c.view(namespace)
 }
 
 // Encode encrypts each payload into a kms-envelope-v1 payload. It fails
@@ -256,6 +344,9 @@ func (c *Codec) Encode(payloads []*commonpb.Payload) ([]*commonpb.Payload, error
 	out := make([]*commonpb.Payload, len(payloads))
 	var n uint64
 	for i, p := range payloads {
+		if p == nil {
+			return nil, c.fail("encode", i, len(payloads), ErrNilPayload)
+		}
 		var size int64
 		if c.opts.MaxBytesPerDataKey > 0 {
 			size = int64(proto.Size(p))
@@ -432,15 +523,16 @@ func withNamespace(ctx map[string]string, namespace string) map[string]string {
 }
 
 // fail counts err by kind and wraps it with where it happened. Errors an
-// operator can fix without touching the payload (KMS unavailable or
-// refusing, a key missing from the allow-list) are marked as workflow
-// task failures, so Temporal retries the task rather than failing the
-// workflow; a malformed or altered payload is not.
+// operator can fix without touching the payload (KMS unavailable, a key
+// missing from the allow-list, a namespace mismatch) are marked as
+// workflow task failures, so Temporal retries the task rather than
+// failing the workflow; the payload's own faults (malformed, altered,
+// refused by KMS) are not, since no retry changes the payload.
 func (s *shared) fail(op string, i, n int, err error) error {
-	s.metrics.countError(err)
+	kind := ErrorKind(err)
+	s.metrics.countError(kind)
 	err = fmt.Errorf("kmscodec: %s payload %d of %d: %w", op, i+1, n, err)
-	var kmsErr *KMSError
-	if errors.As(err, &kmsErr) || errors.Is(err, ErrKeyNotAllowed) || errors.Is(err, ErrNamespaceMismatch) {
+	if kind.retryable() {
 		return converter.NewWorkflowTaskFailureError(err)
 	}
 	return err

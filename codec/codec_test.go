@@ -579,3 +579,40 @@ func TestEncodeOfNoPayloadsMakesNoKMSCall(t *testing.T) {
 		t.Fatalf("got %v, %v", out, err)
 	}
 }
+
+// Every payload is bound to a namespace when the codec has one to fall
+// back on: the SDK's serialization context names the namespace of
+// workflow and activity payloads; a Nexus context names none, and neither
+// do SDK paths that encode with no context at all, so those are bound to
+// Options.Namespace, whichever view of the codec the SDK starts from.
+func TestEverySerializationContextBindsANamespace(t *testing.T) {
+	fake := kmstest.New()
+	c := newCodec(t, codec.Options{KMS: fake, KeyID: fake.CreateKey(), Namespace: "home"})
+	other := c.WithNamespace("other")
+	nexus := converter.NexusSerializationContext{Endpoint: "e", Service: "s", Operation: "o"}
+	for _, tc := range []struct {
+		name  string
+		codec converter.PayloadCodec
+		want  string
+	}{
+		{"no context", c, "home"},
+		{"workflow", c.WithSerializationContext(converter.WorkflowSerializationContext{Namespace: "ns1", WorkflowID: "w"}), "ns1"},
+		{"activity", c.WithSerializationContext(converter.ActivitySerializationContext{Namespace: "ns2"}), "ns2"},
+		{"workflow without namespace", c.WithSerializationContext(converter.WorkflowSerializationContext{WorkflowID: "w"}), "home"},
+		{"activity without namespace", c.WithSerializationContext(converter.ActivitySerializationContext{ActivityType: "a"}), "home"},
+		{"nexus", c.WithSerializationContext(nexus), "home"},
+		{"nexus from another namespace's view", other.WithSerializationContext(nexus), "home"},
+		{"workflow without namespace from another namespace's view", other.WithSerializationContext(converter.WorkflowSerializationContext{WorkflowID: "w"}), "home"},
+		{"workflow from another namespace's view", other.WithSerializationContext(converter.WorkflowSerializationContext{Namespace: "ns1"}), "ns1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := tc.codec.Encode([]*commonpb.Payload{payload("x")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := string(out[0].Metadata["encryption-context"]), `{"temporal-namespace":"`+tc.want+`"}`; got != want {
+				t.Errorf("context %s, want %s", got, want)
+			}
+		})
+	}
+}

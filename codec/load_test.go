@@ -149,7 +149,7 @@ func TestSixtyFourGoroutinesShareOneCodecForTwoSeconds(t *testing.T) {
 		}
 	}
 	var errs uint64
-	for _, n := range []uint64{w.ErrorsMalformed, w.ErrorsAuthentication, w.ErrorsKMS, w.ErrorsOther, r.ErrorsMalformed, r.ErrorsAuthentication, r.ErrorsKMS, r.ErrorsOther} {
+	for _, n := range []uint64{w.ErrorsMalformed, w.ErrorsAuthentication, w.ErrorsKMS, w.ErrorsInternal, r.ErrorsMalformed, r.ErrorsAuthentication, r.ErrorsKMS, r.ErrorsInternal} {
 		errs += n
 	}
 	if errs != 0 {

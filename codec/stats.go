@@ -1,7 +1,6 @@
 package codec
 
 import (
-	"errors"
 	"sync/atomic"
 
 	"go.temporal.io/sdk/client"
@@ -34,14 +33,23 @@ type Stats struct {
 	BytesEncoded          uint64
 	BytesDecoded          uint64
 
-	// Failed payloads by the error they failed with.
+	// Failed payloads by the kind of error they failed with (ErrorKind).
 	ErrorsMalformed         uint64
 	ErrorsAuthentication    uint64
 	ErrorsUnsupportedFormat uint64
 	ErrorsKeyNotAllowed     uint64
+	ErrorsNamespaceMismatch uint64
 	ErrorsUnencrypted       uint64
-	ErrorsKMS               uint64
-	ErrorsOther             uint64
+	ErrorsKMSRefused        uint64
+	ErrorsKMSUnavailable    uint64
+	ErrorsInvalidArgument   uint64
+	ErrorsInternal          uint64
+	// ErrorsKMS is ErrorsKMSRefused and ErrorsKMSUnavailable together,
+	// and ErrorsOther is ErrorsNamespaceMismatch, ErrorsInvalidArgument
+	// and ErrorsInternal together: the coarser kinds of earlier versions,
+	// for dashboards built on them.
+	ErrorsKMS   uint64
+	ErrorsOther uint64
 }
 
 // Stats returns the codec's counters.
@@ -63,13 +71,18 @@ func (c *Codec) Stats() Stats {
 		PayloadsPassedThrough:   v(payloadsPassedThrough),
 		BytesEncoded:            v(bytesEncoded),
 		BytesDecoded:            v(bytesDecoded),
-		ErrorsMalformed:         v(errorsMalformed),
-		ErrorsAuthentication:    v(errorsAuthentication),
-		ErrorsUnsupportedFormat: v(errorsUnsupportedFormat),
-		ErrorsKeyNotAllowed:     v(errorsKeyNotAllowed),
-		ErrorsUnencrypted:       v(errorsUnencrypted),
-		ErrorsKMS:               v(errorsKMS),
-		ErrorsOther:             v(errorsOther),
+		ErrorsMalformed:         v(errorCounter(KindMalformed)),
+		ErrorsAuthentication:    v(errorCounter(KindAuthentication)),
+		ErrorsUnsupportedFormat: v(errorCounter(KindUnsupportedFormat)),
+		ErrorsKeyNotAllowed:     v(errorCounter(KindKeyNotAllowed)),
+		ErrorsNamespaceMismatch: v(errorCounter(KindNamespaceMismatch)),
+		ErrorsUnencrypted:       v(errorCounter(KindUnencrypted)),
+		ErrorsKMSRefused:        v(errorCounter(KindKMSRefused)),
+		ErrorsKMSUnavailable:    v(errorCounter(KindKMSUnavailable)),
+		ErrorsInvalidArgument:   v(errorCounter(KindInvalidArgument)),
+		ErrorsInternal:          v(errorCounter(KindInternal)),
+		ErrorsKMS:               v(errorCounter(KindKMSRefused)) + v(errorCounter(KindKMSUnavailable)),
+		ErrorsOther:             v(errorCounter(KindNamespaceMismatch)) + v(errorCounter(KindInvalidArgument)) + v(errorCounter(KindInternal)),
 	}
 }
 
@@ -80,14 +93,8 @@ const (
 	payloadsPassedThrough
 	bytesEncoded
 	bytesDecoded
-	errorsMalformed
-	errorsAuthentication
-	errorsUnsupportedFormat
-	errorsKeyNotAllowed
-	errorsUnencrypted
-	errorsKMS
-	errorsOther
-	numCounters
+	errorsBase  // one counter per Kind from here, KindNone's unused
+	numCounters = errorsBase + int(numKinds)
 )
 
 // counterNames are the names and tags under which each counter goes to a
@@ -110,13 +117,15 @@ var counterNames = [numCounters]struct {
 	payloadsPassedThrough:     {"kmscodec_payloads", map[string]string{"operation": "pass_through"}},
 	bytesEncoded:              {"kmscodec_payload_bytes", map[string]string{"operation": "encode"}},
 	bytesDecoded:              {"kmscodec_payload_bytes", map[string]string{"operation": "decode"}},
-	errorsMalformed:           {"kmscodec_errors", map[string]string{"kind": "malformed"}},
-	errorsAuthentication:      {"kmscodec_errors", map[string]string{"kind": "authentication"}},
-	errorsUnsupportedFormat:   {"kmscodec_errors", map[string]string{"kind": "unsupported_format"}},
-	errorsKeyNotAllowed:       {"kmscodec_errors", map[string]string{"kind": "key_not_allowed"}},
-	errorsUnencrypted:         {"kmscodec_errors", map[string]string{"kind": "unencrypted"}},
-	errorsKMS:                 {"kmscodec_errors", map[string]string{"kind": "kms"}},
-	errorsOther:               {"kmscodec_errors", map[string]string{"kind": "other"}},
+}
+
+func init() {
+	for k := KindNone + 1; k < numKinds; k++ {
+		counterNames[errorCounter(k)] = struct {
+			name string
+			tags map[string]string
+		}{"kmscodec_errors", map[string]string{"kind": k.String()}}
+	}
 }
 
 // metrics keeps the counters, and forwards them to a MetricsHandler when
@@ -130,6 +139,9 @@ func newMetrics(h client.MetricsHandler) *metrics {
 	m := &metrics{}
 	if h != nil {
 		for i, c := range counterNames {
+			if c.name == "" { // KindNone's error counter
+				continue
+			}
 			m.handlers[i] = h.WithTags(c.tags).Counter(c.name)
 		}
 	}
@@ -148,22 +160,10 @@ func (m *metrics) add(i int, n uint64) {
 	}
 }
 
-func (m *metrics) countError(err error) {
-	var kmsErr *KMSError
-	switch {
-	case errors.As(err, &kmsErr):
-		m.add(errorsKMS, 1)
-	case errors.Is(err, ErrMalformedPayload):
-		m.add(errorsMalformed, 1)
-	case errors.Is(err, ErrAuthenticationFailed):
-		m.add(errorsAuthentication, 1)
-	case errors.Is(err, ErrUnsupportedFormat):
-		m.add(errorsUnsupportedFormat, 1)
-	case errors.Is(err, ErrKeyNotAllowed):
-		m.add(errorsKeyNotAllowed, 1)
-	case errors.Is(err, ErrUnencryptedPayload):
-		m.add(errorsUnencrypted, 1)
-	default:
-		m.add(errorsOther, 1)
-	}
+// errorCounter is the index of the counter of errors of kind k.
+func errorCounter(k Kind) int { return errorsBase + int(k) }
+
+// countError counts one error of kind k.
+func (m *metrics) countError(k Kind) {
+	m.add(errorCounter(k), 1)
 }

@@ -69,7 +69,7 @@ var (
 
 	// ErrMalformed means the payload claims to be kms-envelope-v1 but a
 	// field is missing, empty, too long or too short, or the encryption
-	// context is not a JSON object of strings.
+	// context is not a JSON object of strings in the canonical encoding.
 	ErrMalformed = errors.New("envelope: malformed encrypted payload")
 
 	// ErrAuthentication means the key commitment or the AES-GCM tag did not

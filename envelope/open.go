@@ -2,7 +2,6 @@ package envelope
 
 import (
 	"crypto/subtle"
-	"encoding/json"
 	"fmt"
 	"unsafe"
 
@@ -68,16 +67,14 @@ func Parse(p *commonpb.Payload) (*Envelope, error) {
 }
 
 // EncryptionContext parses the encryption context, the map KMS must be
-// given to unwrap the data key. It is nil when the payload has none.
+// given to unwrap the data key. It is nil when the payload has none, and
+// ErrMalformed unless the field is a JSON object of strings in the
+// canonical encoding (see MarshalContext).
 func (e *Envelope) EncryptionContext() (map[string]string, error) {
 	if e.ContextJSON == nil {
 		return nil, nil
 	}
-	var ctx map[string]string
-	if err := json.Unmarshal(e.ContextJSON, &ctx); err != nil || ctx == nil {
-		return nil, fmt.Errorf("%w: %s is not a JSON object of strings", ErrMalformed, MetadataContext)
-	}
-	return ctx, nil
+	return parseContext(e.ContextJSON)
 }
 
 // KeyIdentity returns a string that identifies the data key this payload

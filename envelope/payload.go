@@ -26,6 +26,14 @@ func marshalAppend(b []byte, p *commonpb.Payload, size int) ([]byte, error) {
 		return opts.MarshalAppend(b, p)
 	}
 	b = slices.Grow(b, size)
+	b = appendCommonHead(b, p)
+	return append(b, p.Data...), nil
+}
+
+// appendCommonHead appends the protobuf encoding of p, which isCommon,
+// up to the bytes of its data: the metadata entries, then the tag and
+// length of the data field if there is data.
+func appendCommonHead(b []byte, p *commonpb.Payload) []byte {
 	var keysBuf [8]string
 	keys := keysBuf[:0]
 	for k := range p.Metadata {
@@ -43,7 +51,35 @@ func marshalAppend(b []byte, p *commonpb.Payload, size int) ([]byte, error) {
 	}
 	if len(p.Data) > 0 {
 		b = protowire.AppendTag(b, 2, protowire.BytesType)
-		b = protowire.AppendBytes(b, p.Data)
+		b = protowire.AppendVarint(b, uint64(len(p.Data)))
+	}
+	return b
+}
+
+// largeData is the data size from which marshalForSeal builds its buffer
+// by appending rather than with make.
+const largeData = 32 << 10
+
+// marshalForSeal returns room for the salt and commitment followed by
+// the protobuf encoding of p, in a buffer with room for the tag after it,
+// so that Seal encrypts in place.
+//
+// For large data the buffer is built by appending the data to the
+// encoding of what precedes it. The runtime then allocates without
+// zeroing, since the copy fills the buffer: a make of the whole buffer
+// would clear a 1 MiB payload's worth of memory only for the copy to
+// overwrite it, which costs a quarter as much as the encryption itself.
+func marshalForSeal(p *commonpb.Payload) ([]byte, error) {
+	const header = SaltSize + CommitmentSize
+	size := payloadSize(p)
+	if len(p.Data) < largeData || !isCommon(p) {
+		return marshalAppend(make([]byte, header, header+size+TagSize), p, size)
+	}
+	head := appendCommonHead(make([]byte, header, header+size-len(p.Data)), p)
+	b := append(head, p.Data...)
+	if cap(b)-len(b) < TagSize {
+		// Rare: the allocation's size class left no room for the tag.
+		b = slices.Grow(b, TagSize)
 	}
 	return b, nil
 }

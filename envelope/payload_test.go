@@ -71,3 +71,36 @@ func TestMarshalOfATypicalPayloadDoesNotAllocate(t *testing.T) {
 		t.Fatalf("%v allocations, want none", n)
 	}
 }
+
+// The buffer Seal encrypts in place holds room for the salt and
+// commitment, then exactly what proto.Marshal writes, with room for the
+// tag after it: for data of every size, including sizes where the
+// allocation's size class would leave less than a tag's room.
+func TestMarshalForSealLeavesRoomAroundTheEncoding(t *testing.T) {
+	const header = SaltSize + CommitmentSize
+	md := map[string][]byte{"encoding": []byte("json/plain")}
+	headLen := header + payloadSize(&commonpb.Payload{Metadata: md, Data: make([]byte, 1<<20)}) - 1<<20
+	sizes := []int{0, 1, largeData - 1, largeData, 1 << 20}
+	for _, page := range []int{1 << 20, 1<<20 + 8<<10} {
+		for slack := range TagSize + 1 { // the buffer's end just below a page boundary
+			sizes = append(sizes, page-headLen-slack)
+		}
+	}
+	for _, n := range sizes {
+		p := &commonpb.Payload{Metadata: md, Data: bytes.Repeat([]byte{7}, n)}
+		want, err := proto.MarshalOptions{Deterministic: true}.Marshal(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := marshalForSeal(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(b[header:], want) {
+			t.Errorf("%d bytes of data: the encoding differs from proto.Marshal", n)
+		}
+		if cap(b)-len(b) < TagSize {
+			t.Errorf("%d bytes of data: %d bytes of room after the encoding, want %d", n, cap(b)-len(b), TagSize)
+		}
+	}
+}

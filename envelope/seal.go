@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -75,9 +74,7 @@ func (k *Key) Seal(p *commonpb.Payload, random io.Reader) (*commonpb.Payload, er
 	// One buffer holds salt, commitment, and the marshalled payload, which
 	// is then encrypted in place and gains its tag: no copy of the
 	// plaintext is made.
-	size := payloadSize(p)
-	data := make([]byte, SaltSize+CommitmentSize, SaltSize+CommitmentSize+size+TagSize)
-	data, err := marshalAppend(data, p, size)
+	data, err := marshalForSeal(p)
 	if err != nil {
 		return nil, fmt.Errorf("envelope: marshal payload: %w", err)
 	}
@@ -114,30 +111,6 @@ var (
 	formatValue       = []byte(Format)
 	zeroNonce         [12]byte
 )
-
-// MarshalContext returns the encryption-context metadata value for ctx: a
-// JSON object with its keys in sorted order and no insignificant white
-// space. It returns nil for an empty context, which is left out of the
-// metadata.
-func MarshalContext(ctx map[string]string) ([]byte, error) {
-	if len(ctx) == 0 {
-		return nil, nil
-	}
-	for k, v := range ctx {
-		if !utf8.ValidString(k) || !utf8.ValidString(v) {
-			return nil, fmt.Errorf("%w: encryption context is not valid UTF-8", ErrMalformed)
-		}
-	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	// The context is read back by parsing, never compared as text, but
-	// escaping <, > and & would only make it harder to read.
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(ctx); err != nil { // encoding/json sorts map keys
-		return nil, fmt.Errorf("envelope: marshal encryption context: %w", err)
-	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
-}
 
 // checkFields enforces the limits that both sealing and parsing apply.
 func checkFields(keyARN, wrappedKey, contextJSON []byte) error {
@@ -187,9 +160,4 @@ const keyARNInAAD = len(Format) + 4
 // decryption cache before any payload exists.
 func (k *Key) Identity() string {
 	return k.identity
-}
-
-// KeyARN returns the ARN of the master key that wrapped the data key.
-func (k *Key) KeyARN() string {
-	return string(k.keyARN)
 }

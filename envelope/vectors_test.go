@@ -214,6 +214,7 @@ func writeVectors(t *testing.T) {
 			Data:     seq(0x80, 100),
 		}},
 		{"good_unicode_context", "Context values outside ASCII are written as UTF-8, not escaped; HTML characters are not escaped.", map[string]string{"temporal-namespace": "zahlungen-ü", "team": "a<b>&c"}, vectorInput},
+		{"good_escaped_context", "A context whose keys and values need escapes: quote and backslash as \\\" and \\\\, the five control characters with short escapes as \\b \\f \\n \\r \\t, other control characters as \\u00 and lower-case hex; the slash, DEL, U+2028, U+2029 and all non-ASCII characters as themselves. Keys sort by UTF-8 bytes: a supplementary-plane character after U+FFFD.", escapedContext, vectorInput},
 	}
 	var basic *commonpb.Payload
 	for _, g := range goods {
@@ -273,7 +274,6 @@ func writeVectors(t *testing.T) {
 			p.Metadata[MetadataDataKey] = w
 		}},
 		{"fail_changed_context", "The namespace in the context is changed (same keys, same length).", "authentication", setMeta(MetadataContext, []byte(`{"app":"billing","temporal-namespace":"paymentz"}`))},
-		{"fail_reordered_context", "The context is rewritten with its keys in another order: equal as a map, but the AAD covers the bytes.", "authentication", setMeta(MetadataContext, []byte(`{"temporal-namespace":"payments","app":"billing"}`))},
 		{"fail_removed_context", "The encryption-context field is removed.", "authentication", func(p *commonpb.Payload) { delete(p.Metadata, MetadataContext) }},
 		{"fail_truncated_data", "The data is shorter than salt, commitment and tag together.", "malformed", func(p *commonpb.Payload) { p.Data = p.Data[:Overhead-1] }},
 		{"fail_truncated_ciphertext", "The last byte of the tag is cut off.", "authentication", func(p *commonpb.Payload) { p.Data = p.Data[:len(p.Data)-1] }},
@@ -298,6 +298,14 @@ func writeVectors(t *testing.T) {
 		}},
 		{"pass_no_encoding", "A payload with encryption-format but no encoding field is not encrypted.", "not-encrypted", func(p *commonpb.Payload) { delete(p.Metadata, MetadataEncoding) }},
 	}
+	for _, n := range nonCanonicalContexts {
+		saveVector(t, n.name, vector{
+			Description: n.description + " The payload is otherwise authentic: it was sealed with this context in its AAD, so only the canonical check rejects it.",
+			DataKey:     hex.EncodeToString(vectorDataKey),
+			Sealed:      marshalPayload(t, sealWithContextJSON(t, []byte(n.context))),
+			Error:       "malformed",
+		})
+	}
 	for _, b := range bads {
 		p := proto.Clone(basic).(*commonpb.Payload)
 		p.Data = bytes.Clone(p.Data)
@@ -309,6 +317,47 @@ func writeVectors(t *testing.T) {
 			Error:       b.err,
 		})
 	}
+}
+
+// escapedContext is the context of good_escaped_context.
+var escapedContext = map[string]string{
+	"temporal-namespace": "payments",
+	"note":               "say \"hi\" \\ a/b \b\f\n\r\t \x00\x01\x1f \x7f ü € \u2028\u2029 😀",
+	"\ufffd":             "replacement character",
+	"😀":                  "supplementary plane",
+}
+
+// nonCanonicalContexts are encryption contexts that parse to a JSON object
+// of strings but are not in the canonical encoding. Each becomes a fail_
+// vector.
+var nonCanonicalContexts = []struct{ name, description, context string }{
+	{"fail_reordered_context", "The context's keys are not sorted.", `{"temporal-namespace":"payments","app":"billing"}`},
+	{"fail_context_duplicate_key", "The context names temporal-namespace twice: parsers differ in which value wins.", `{"app":"billing","temporal-namespace":"orders","temporal-namespace":"payments"}`},
+	{"fail_context_whitespace", "The context has white space between tokens.", `{"app": "billing", "temporal-namespace": "payments"}`},
+	{"fail_context_trailing_newline", "The context ends in a newline, as a JSON encoder writing a stream adds.", "{\"app\":\"billing\",\"temporal-namespace\":\"payments\"}\n"},
+	{"fail_context_invalid_utf8", "A context value holds the byte 0xff, which is not UTF-8.", "{\"app\":\"bill\xffing\",\"temporal-namespace\":\"payments\"}"},
+	{"fail_context_escaped_letter", "A letter is escaped: \\u0061 for a.", `{"app":"billing","temporal-namespace":"p\u0061yments"}`},
+	{"fail_context_escaped_slash", "The slash is escaped as \\/.", `{"app":"a\/b","temporal-namespace":"payments"}`},
+	{"fail_context_escaped_non_ascii", "A non-ASCII character is escaped: \\u00fc for ü.", `{"app":"billing","temporal-namespace":"zahlungen-\u00fc"}`},
+	{"fail_context_escaped_line_separator", "U+2028 is escaped as \\u2028, as Go's encoding/json writes it.", `{"app":"a\u2028b","temporal-namespace":"payments"}`},
+	{"fail_context_long_escape_for_newline", "A newline is escaped as \\u000a instead of \\n.", `{"app":"a\u000ab","temporal-namespace":"payments"}`},
+	{"fail_context_upper_case_hex", "A control character is escaped with upper-case hex digits, \\u001F.", `{"app":"a\u001Fb","temporal-namespace":"payments"}`},
+	{"fail_context_empty_object", "The context is the empty object: an empty context is written by leaving the field out.", `{}`},
+}
+
+// sealWithContextJSON seals vectorInput under the vectors' data key with
+// contextJSON as the encryption-context field, exactly as given: what an
+// encoder that does not write the canonical encoding would produce.
+func sealWithContextJSON(t *testing.T, contextJSON []byte) *commonpb.Payload {
+	t.Helper()
+	k := &Key{dataKey: vectorDataKey, keyARN: []byte(vectorKeyARN), wrappedKey: vectorWrappedKey, contextJSON: contextJSON}
+	k.identity = additionalData(k.keyARN, k.wrappedKey, k.contextJSON)
+	k.aad = []byte(k.identity)
+	sealed, err := k.Seal(vectorInput, bytes.NewReader(vectorSalt))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sealed
 }
 
 // deriveForVector recomputes the payload key of the vectors, which derive

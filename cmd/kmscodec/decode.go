@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 	commonpb "go.temporal.io/api/common/v1"
@@ -52,7 +53,7 @@ the file first to learn which keys to allow.`,
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&f.output, "output-file", "", "file to write, created with mode 0600 (default: standard output)")
+	fs.StringVar(&f.output, "output-file", "", "file to write with mode 0600, through a temporary file beside it renamed into place: a file or symbolic link already there is replaced, never written through (default: standard output)")
 	fs.BoolVar(&f.keepGoing, "keep-going", false, "leave payloads that fail to decrypt as they are, report them, and go on (exit status 1 all the same)")
 	fs.Int64Var(&f.maxInputBytes, "max-input-bytes", 1<<30, "largest input accepted")
 	f.kms.register(fs, false)
@@ -92,8 +93,10 @@ func (a *app) runDecode(cmd *cobra.Command, f *decodeFlags, args []string) error
 	if f.output == "" || f.output == "-" {
 		_, err = a.stdout.Write(b)
 	} else {
-		// 0600: the file holds decrypted workflow data.
-		err = os.WriteFile(f.output, b, 0o600)
+		err = replaceFile(f.output, func(w io.Writer) error {
+			_, err := w.Write(b)
+			return err
+		})
 	}
 	if err != nil {
 		return fmt.Errorf("writing output: %w", err)
@@ -120,10 +123,10 @@ func decodeDocument(ctx context.Context, c *codec.Codec, doc any, keepGoing bool
 			continue
 		}
 		if !keepGoing {
-			return failed, len(sites), fmt.Errorf("%s: %w", site.path, err)
+			return failed, len(sites), fmt.Errorf("%s: %w", site.path(), err)
 		}
 		failed++
-		fmt.Fprintf(warn, "kmscodec: %s: %v (left as it was)\n", site.path, err)
+		fmt.Fprintf(warn, "kmscodec: %s: %v (left as it was)\n", site.path(), err)
 	}
 	return failed, len(sites), nil
 }
@@ -139,6 +142,11 @@ func decodeSite(c *codec.Codec, site payloadSite) error {
 	out, err := c.Decode([]*commonpb.Payload{p})
 	if err != nil {
 		return err
+	}
+	if out[0] == p {
+		// Not encrypted: the codec passed it through, and so does the
+		// document, as it was written.
+		return nil
 	}
 	return site.replace(out[0])
 }
@@ -168,4 +176,37 @@ func (a *app) readDocument(args []string, max int64) (any, error) {
 		return nil, err
 	}
 	return doc, nil
+}
+
+// replaceFile puts what write writes at path, as a file of mode 0600 (it
+// holds decrypted workflow data). It writes a temporary file in the same
+// directory and renames it into place, so that path holds either what
+// was there before or all of the output, never part of it; the rename
+// replaces a symbolic link at path instead of writing through it, so a
+// link planted there cannot direct the data elsewhere. On failure the
+// temporary file is removed.
+func replaceFile(path string, write func(io.Writer) error) (err error) {
+	// CreateTemp opens with O_EXCL and mode 0600.
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".kmscodec-*.tmp")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if err := write(tmp); err != nil {
+		return err
+	}
+	// Flushed before the rename, so that a crash cannot leave an empty
+	// file where the output was said to be written.
+	if err := tmp.Sync(); err != nil {
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 
 	commonpb "go.temporal.io/api/common/v1"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -210,12 +211,64 @@ func writeString(buf *bytes.Buffer, s string) {
 }
 
 // payloadSite is a payload found in a document: the object to replace,
-// where it is (a JSONPath-like location for messages), and the time of
-// the history event it belongs to, if any.
+// where it is, and the time of the history event it belongs to, if any.
 type payloadSite struct {
 	obj       *object
-	path      string
+	loc       *location
 	eventTime string
+}
+
+// path is where the payload is, for messages.
+func (s payloadSite) path() string { return s.loc.String() }
+
+// location is where a value is in a document: a member key or an array
+// index below the location of its parent (nil for the document itself).
+// Sites share their ancestors' locations, so finding the payloads costs
+// one small node per array or object, not a copy of every ancestor's key
+// per payload; the path is rendered only for a message.
+type location struct {
+	parent *location
+	key    string // the member's key, if the value is an object member
+	index  int    // the value's index, if it is an array element
+	inList bool   // whether index, not key, says where the value is
+}
+
+// Rendered paths keep the last maxPathSegments steps, and each key's
+// first maxPathKeyBytes bytes, so that a message about a payload nested
+// hundreds of levels deep under long keys stays short.
+const (
+	maxPathSegments = 16
+	maxPathKeyBytes = 64
+)
+
+// String renders l as a JSONPath-like location: $.events[0].attrs.
+// Steps left out are shown as "…", as is the rest of a long key.
+func (l *location) String() string {
+	var steps []*location
+	for s := l; s != nil; s = s.parent {
+		steps = append(steps, s)
+	}
+	var b strings.Builder
+	b.WriteString("$")
+	if len(steps) > maxPathSegments {
+		b.WriteString("…")
+		steps = steps[:maxPathSegments]
+	}
+	for i := len(steps) - 1; i >= 0; i-- {
+		s := steps[i]
+		if s.inList {
+			b.WriteString("[" + strconv.Itoa(s.index) + "]")
+			continue
+		}
+		b.WriteByte('.')
+		if len(s.key) > maxPathKeyBytes {
+			b.WriteString(strings.ToValidUTF8(s.key[:maxPathKeyBytes], ""))
+			b.WriteString("…")
+		} else {
+			b.WriteString(s.key)
+		}
+	}
+	return b.String()
 }
 
 // payloadKeys are the fields of temporal.api.common.v1.Payload in JSON.
@@ -246,12 +299,12 @@ func isPayload(o *object) bool {
 // findPayloads returns every payload in v, in document order.
 func findPayloads(v any) []payloadSite {
 	var sites []payloadSite
-	var walk func(v any, path, eventTime string)
-	walk = func(v any, path, eventTime string) {
+	var walk func(v any, loc *location, eventTime string)
+	walk = func(v any, loc *location, eventTime string) {
 		switch t := v.(type) {
 		case *object:
 			if isPayload(t) {
-				sites = append(sites, payloadSite{obj: t, path: path, eventTime: eventTime})
+				sites = append(sites, payloadSite{obj: t, loc: loc, eventTime: eventTime})
 				return
 			}
 			// A history event has an eventId and an eventTime: payloads
@@ -264,16 +317,30 @@ func findPayloads(v any) []payloadSite {
 				}
 			}
 			for _, m := range t.members {
-				walk(m.value, path+"."+m.key, eventTime)
+				if isContainer(m.value) {
+					walk(m.value, &location{parent: loc, key: m.key}, eventTime)
+				}
 			}
 		case []any:
 			for i, e := range t {
-				walk(e, path+"["+strconv.Itoa(i)+"]", eventTime)
+				if isContainer(e) {
+					walk(e, &location{parent: loc, index: i, inList: true}, eventTime)
+				}
 			}
 		}
 	}
-	walk(v, "$", "")
+	walk(v, nil, "")
 	return sites
+}
+
+// isContainer reports whether v is an object or an array: only they can
+// hold payloads.
+func isContainer(v any) bool {
+	switch v.(type) {
+	case *object, []any:
+		return true
+	}
+	return false
 }
 
 // toPayload reads a payload object as the protobuf message.

@@ -154,7 +154,7 @@ func TestFindPayloads(t *testing.T) {
 			sites := findPayloads(v)
 			var paths, times []string
 			for _, s := range sites {
-				paths = append(paths, s.path)
+				paths = append(paths, s.path())
 				if s.eventTime != "" {
 					times = append(times, s.eventTime)
 				}
@@ -182,5 +182,25 @@ func TestPayloadSiteRejectsInvalidBase64(t *testing.T) {
 	}
 	if _, err := sites[0].toPayload(); err == nil {
 		t.Error("invalid base64 was accepted")
+	}
+}
+
+// TestPathsOfDeepPayloadsAreShortened: the path in a message about a
+// payload nested deep under long keys keeps its last steps and the start
+// of each key, so that messages stay short whatever the document.
+func TestPathsOfDeepPayloadsAreShortened(t *testing.T) {
+	long := strings.Repeat("k", 1000)
+	doc := strings.Repeat(`{"`+long+`":[`, 20) + `{"metadata": {"encoding": "YQ=="}}` + strings.Repeat("]}", 20)
+	v, err := parseDocument(strings.NewReader(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sites := findPayloads(v)
+	if len(sites) != 1 {
+		t.Fatalf("%d payloads found", len(sites))
+	}
+	step := "." + long[:maxPathKeyBytes] + "…[0]"
+	if want := "$…" + strings.Repeat(step, maxPathSegments/2); sites[0].path() != want {
+		t.Errorf("path %q, want %q", sites[0].path(), want)
 	}
 }

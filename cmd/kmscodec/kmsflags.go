@@ -44,19 +44,19 @@ func (k *kmsFlags) register(fs *pflag.FlagSet, encrypt bool) {
 	fs.StringVar(&k.profile, "profile", "", "AWS shared config profile (default: the AWS SDK's, e.g. $AWS_PROFILE)")
 	fs.StringVar(&k.assumeRoleARN, "assume-role-arn", "", "IAM role to assume for KMS calls")
 	fs.StringVar(&k.endpoint, "kms-endpoint", "", "KMS endpoint URL, overriding the AWS SDK's (for a VPC endpoint or a KMS emulator)")
-	fs.DurationVar(&k.timeout, "kms-timeout", 5*time.Second, "bound on each KMS call, retries included")
+	fs.DurationVar(&k.timeout, "kms-timeout", codec.DefaultKMSTimeout, "bound on each KMS call, retries included")
 	keyHelp := "KMS key that decryption is allowed under: key ARN, key ID or alias (an alias is followed to its key)"
 	if encrypt {
 		keyHelp = "KMS key that /encode encrypts under, also allowed for decryption: key ARN, key ID or alias"
 	}
 	fs.StringVar(&k.keyID, "key-id", "", keyHelp)
 	fs.StringSliceVar(&k.decryptKeyIDs, "decrypt-key-id", nil, "further key ARN whose payloads may be decrypted, such as a key rotated away from (repeatable)")
-	fs.IntVar(&k.cacheSize, "decrypt-cache-size", 10_000, "unwrapped data keys kept in memory")
-	fs.DurationVar(&k.cacheTTL, "decrypt-cache-ttl", time.Hour, "how long an unwrapped data key is kept")
+	fs.IntVar(&k.cacheSize, "decrypt-cache-size", codec.DefaultDecryptCacheSize, "unwrapped data keys kept in memory")
+	fs.DurationVar(&k.cacheTTL, "decrypt-cache-ttl", codec.DefaultDecryptCacheTTL, "how long an unwrapped data key is kept")
 	if encrypt {
 		fs.StringToStringVar(&k.encryptionContext, "encryption-context", nil, "KMS encryption context added to new data keys, as key=value pairs (the namespace is added by itself)")
-		fs.DurationVar(&k.dataKeyMaxAge, "data-key-max-age", 5*time.Minute, "how long a generated data key encrypts new payloads")
-		fs.Int64Var(&k.maxPayloadsPerKey, "max-payloads-per-data-key", 10_000, "payloads one data key encrypts before a new one is generated")
+		fs.DurationVar(&k.dataKeyMaxAge, "data-key-max-age", codec.DefaultDataKeyMaxAge, "how long a generated data key encrypts new payloads")
+		fs.Int64Var(&k.maxPayloadsPerKey, "max-payloads-per-data-key", codec.DefaultMaxPayloadsPerDataKey, "payloads one data key encrypts before a new one is generated")
 		fs.Int64Var(&k.maxBytesPerKey, "max-bytes-per-data-key", 0, "payload bytes one data key encrypts (0: no bound)")
 	}
 }

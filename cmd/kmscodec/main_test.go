@@ -325,7 +325,7 @@ func writeFixtures(t *testing.T) {
 	}
 	sites := findPayloads(doc)
 	for i, site := range sites {
-		if strings.Contains(site.path, ".memo.") {
+		if strings.Contains(site.path(), ".memo.") {
 			continue
 		}
 		c := currentCodec

@@ -58,15 +58,45 @@ type CodecServer struct {
 // ends.
 func StartCodecServer(t testing.TB, env []string, args ...string) *CodecServer {
 	t.Helper()
-	bin, err := KmscodecPath()
+	s, err := LaunchCodecServer(t.TempDir(), env, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ready := filepath.Join(t.TempDir(), "ready.json")
+	t.Cleanup(func() {
+		s.Process.Kill()
+		if t.Failed() {
+			t.Logf("output of kmscodec serve (tail):\n%s", s.Process.Log())
+		}
+	})
+	return s
+}
+
+// LaunchCodecServer runs `kmscodec serve` as StartCodecServer does, with
+// its ready file in dir, and waits until the server listens. The caller
+// must end it with s.Process.Stop or Kill.
+func LaunchCodecServer(dir string, env []string, args ...string) (*CodecServer, error) {
+	bin, err := KmscodecPath()
+	if err != nil {
+		return nil, err
+	}
+	ready := filepath.Join(dir, "ready.json")
 	args = append([]string{"serve", "--listen", "127.0.0.1:0", "--ready-file", ready}, args...)
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)
-	p := StartProcess(t, cmd)
+	p, err := LaunchProcess(cmd)
+	if err != nil {
+		return nil, err
+	}
+	s, err := waitListening(p, ready)
+	if err != nil {
+		p.Kill()
+		return nil, err
+	}
+	return s, nil
+}
+
+// waitListening waits for kmscodec serve to write its ready file.
+func waitListening(p *Process, ready string) (*CodecServer, error) {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if b, err := os.ReadFile(ready); err == nil && len(b) > 0 {
@@ -75,17 +105,17 @@ func StartCodecServer(t testing.TB, env []string, args ...string) *CodecServer {
 				MetricsURL string `json:"metrics_url"`
 			}
 			if err := json.Unmarshal(b, &info); err != nil {
-				t.Fatalf("ready file: %v", err)
+				return nil, fmt.Errorf("ready file: %w", err)
 			}
-			return &CodecServer{URL: info.URL, MetricsURL: info.MetricsURL, Process: p}
+			return &CodecServer{URL: info.URL, MetricsURL: info.MetricsURL, Process: p}, nil
 		}
 		select {
 		case <-p.Exited():
-			t.Fatalf("kmscodec serve exited before listening:\n%s", p.Log())
+			return nil, fmt.Errorf("kmscodec serve exited before listening:\n%s", p.Log())
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("kmscodec serve not listening after 30s:\n%s", p.Log())
+			return nil, fmt.Errorf("kmscodec serve not listening after 30s:\n%s", p.Log())
 		}
 	}
 }

@@ -2,20 +2,26 @@
 // kmscodec, then shows what the Temporal server stored and what the codec
 // decodes it to.
 //
+// With -ui it keeps running instead: a Temporal dev server with its Web
+// UI, a kmscodec codec server that the Web UI decodes through, and a few
+// workflows to look at, until Ctrl-C.
+//
 // It needs nothing but Go: it starts a Temporal dev server (the Temporal
 // CLI that `make temporal-cli` builds) and an in-process KMS emulator, and
-// stops both before it exits. Run it with `make demo`.
+// stops both before it exits. Run it with `make demo` or `make demo-ui`.
 package main
 
 import (
 	"context"
 	"encoding/hex"
+	"flag"
 	"fmt"
 	"log"
 	"maps"
 	"os"
 	"os/signal"
 	"slices"
+	"syscall"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
@@ -32,14 +38,25 @@ func Greet(_ workflow.Context, name string) (string, error) {
 }
 
 func main() {
-	if err := run(); err != nil {
+	ui := flag.Bool("ui", false, "keep the Web UI, a codec server and a few workflows running until Ctrl-C")
+	flag.Parse()
+	// Ctrl-C, or SIGTERM from a supervisor, ends either mode cleanly.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	run := runOnce
+	if *ui {
+		run = runUI
+	}
+	if err := run(ctx); err != nil {
+		if ctx.Err() != nil {
+			// Interrupted while starting: everything started is stopped.
+			log.Fatal("interrupted")
+		}
 		log.Fatal(err)
 	}
 }
 
-func run() error {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
+func runOnce(ctx context.Context) error {
 
 	// Stand-ins for AWS KMS and a Temporal cluster.
 	dir, err := os.MkdirTemp("", "kmscodec-demo-")
