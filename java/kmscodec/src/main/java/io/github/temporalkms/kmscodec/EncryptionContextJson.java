@@ -65,8 +65,8 @@ final class EncryptionContextJson {
   }
 
   /**
-   * Parses the metadata value {@code bytes}: a JSON object whose members are strings, written
-   * canonically.
+   * Parses the metadata value {@code bytes}: a JSON object of at least one member whose values
+   * are strings, written canonically.
    *
    * @throws MalformedPayloadException otherwise
    */
@@ -97,7 +97,10 @@ final class EncryptionContextJson {
     } catch (IllegalArgumentException e) {
       throw new MalformedPayloadException(Envelope.CONTEXT_FIELD + " is not valid Unicode");
     }
-    if (!Arrays.equals(canonical == null ? new byte[] {'{', '}'} : canonical, bytes)) {
+    if (canonical == null) {
+      throw new MalformedPayloadException(Envelope.CONTEXT_FIELD + " is an empty object");
+    }
+    if (!Arrays.equals(canonical, bytes)) {
       throw new MalformedPayloadException(
           Envelope.CONTEXT_FIELD + " is not in canonical form (sorted keys, no white space,"
               + " minimal escapes)");

@@ -64,6 +64,7 @@ class EncryptionContextJsonTest {
         "{\"a\":\"\\u2028\"}",
         "{\"a\":1}", // not a string
         "{\"a\":null}",
+        "{}", // no member
         "[\"a\"]", // not an object
         "\"a\"",
         "{\"a\":\"1\"}x", // trailing bytes
