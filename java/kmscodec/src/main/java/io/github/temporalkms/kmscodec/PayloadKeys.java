@@ -59,15 +59,12 @@ final class PayloadKeys {
     }
   }
 
-  /**
-   * Encrypts {@code buf[offset, offset+length)} in place, writing ciphertext and tag from {@code
-   * offset}; {@code buf} must have {@link Envelope#TAG_SIZE} bytes of room after the plaintext.
-   */
-  void sealInPlace(byte[] buf, int offset, int length, byte[] aad) {
+  /** Encrypts {@code plaintext} into {@code out} from {@code offset}: ciphertext, then tag. */
+  void seal(byte[] plaintext, byte[] out, int offset, byte[] aad) {
     try {
       Cipher cipher = init(Cipher.ENCRYPT_MODE);
       cipher.updateAAD(aad);
-      cipher.doFinal(buf, offset, length, buf, offset);
+      cipher.doFinal(plaintext, 0, plaintext.length, out, offset);
     } catch (GeneralSecurityException e) {
       throw new IllegalStateException("AES-GCM encryption failed", e);
     }
