@@ -11,7 +11,7 @@ CHROMIUM ?= chromium
 .PHONY: test check unit vet fmt generate-check bench-smoke bench integration demo demo-ui fuzz build temporal-cli chromium
 
 ## test: every check and test suite, as CI runs it.
-test: check unit bench-smoke integration
+test: check unit bench-smoke java-test integration
 
 ## check: formatting, vet, and that generated code is up to date.
 check: fmt vet generate-check
@@ -42,7 +42,7 @@ bench-smoke: $(TEMPORAL)
 ## and the codec server driven by the Temporal CLI and, in headless Chromium,
 ## the Web UI. The first run builds the Temporal CLI (several minutes); later
 ## runs reuse it.
-integration: $(TEMPORAL) chromium
+integration: $(TEMPORAL) chromium java-crosslang
 	cd integration_test && TEMPORAL_CLI=$(TEMPORAL) CHROMIUM=$(CHROMIUM) $(GO) test -race -count=1 -timeout 20m ./...
 
 ## chromium: Debian's chromium for the Web UI test, installed with apt-get
@@ -153,3 +153,43 @@ bench-python: python-deps
 test: python-test
 integration: python-deps
 integration: export KMSCODEC_PYTHON := $(PYTHON_BIN)
+## ---- Java (java/: the library, and the cross-language test program) ----
+## Maven keeps its repository in .cache/m2; the JDK is `java`/`javac` on PATH
+## (17 or later), or JAVA=/path/to/bin/java for the test program.
+MVN ?= mvn
+JAVA ?= java
+MVN_FLAGS := -B --no-transfer-progress -Dmaven.repo.local=$(CACHE)/m2
+JAVA_CROSSLANG := java/crosslang/target
+
+JAVA_DEPS_STAMP := $(CACHE)/m2/.kmscodec-java-deps
+JAVA_POMS := java/pom.xml java/kmscodec/pom.xml java/crosslang/pom.xml
+
+.PHONY: java-deps java-lint java-test java-crosslang bench-java
+
+## java-deps: every dependency and plugin of the Java build into .cache/m2
+## (again only when a pom.xml changes).
+java-deps: $(JAVA_DEPS_STAMP)
+$(JAVA_DEPS_STAMP): $(JAVA_POMS)
+	cd java && $(MVN) $(MVN_FLAGS) -q dependency:go-offline
+	touch $@
+
+## java-lint: compile main and test code with every javac lint warning as an error.
+java-lint: java-deps
+	cd java && $(MVN) $(MVN_FLAGS) -q -DskipTests test-compile
+
+## java-test: lint, the unit tests (JUnit, every format test vector) and packaging.
+java-test: java-deps
+	cd java && $(MVN) $(MVN_FLAGS) verify
+
+## java-crosslang: the Java worker/starter that integration_test/java_test.go runs;
+## writes its classpath and java command under java/crosslang/target/.
+java-crosslang: java-deps
+	cd java && $(MVN) $(MVN_FLAGS) -q -DskipTests package
+	command -v $(JAVA) > $(JAVA_CROSSLANG)/java.txt
+
+## bench-java: the JMH benchmarks of the Java codec (docs/PERFORMANCE.md, "Java").
+BENCH_JAVA_ARGS ?= -f 1 -wi 3 -w 2s -i 5 -r 2s
+bench-java: java-deps
+	cd java && $(MVN) $(MVN_FLAGS) -q -DskipTests -pl kmscodec test-compile
+	cd java/kmscodec && $(JAVA) -cp target/test-classes:target/classes:$$(cat target/test-classpath.txt) \
+		org.openjdk.jmh.Main $(BENCH_JAVA_ARGS) 'io.github.temporalkms.kmscodec.CodecBenchmark'
