@@ -19,17 +19,19 @@ import os
 import signal
 import sys
 import time
+from datetime import timedelta
 from typing import Any
 
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client, WorkflowHandle
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 from workflows import LANGUAGE, CrossLanguageWorkflow, cross_language_activity
 
 from kmscodec import KMSCodec, KMSCodecError, data_converter, kms_client
 
-QUERY_DEADLINE_SECONDS = 60.0
+QUERY_DEADLINE_SECONDS = 240.0
 
 
 def env(name: str) -> str:
@@ -70,17 +72,31 @@ async def run_worker() -> None:
     print("stopped", flush=True)
 
 
+async def wait_for_progress(handle: WorkflowHandle[Any, Any], want: str) -> None:
+    """Query "progress" until it answers want. A query fails while no worker
+    has picked the workflow up yet, or times out on a busy server: such
+    failures are retried until the deadline, like any other answer."""
+    deadline = time.monotonic() + QUERY_DEADLINE_SECONDS
+    last: object = None
+    while True:
+        try:
+            last = await handle.query("progress", rpc_timeout=timedelta(seconds=10))
+            if last == want:
+                return
+        except RPCError as e:
+            last = e
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{handle.id}: progress never became {want!r} (last: {last!r})")
+        await asyncio.sleep(0.1)
+
+
 async def run_one(client: Client, prefix: str, i: int) -> dict[str, Any]:
     workflow_id = f"{prefix}-{i}"
     arg = {"id": workflow_id, "secret": f"s3cret-{workflow_id}"}
     handle: WorkflowHandle[Any, Any] = await client.start_workflow(
         "CrossLanguageWorkflow", arg, id=workflow_id, task_queue=env("TASK_QUEUE")
     )
-    deadline = time.monotonic() + QUERY_DEADLINE_SECONDS
-    while await handle.query("progress") != "waiting":
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{workflow_id}: progress never became waiting")
-        await asyncio.sleep(0.1)
+    await wait_for_progress(handle, "waiting")
     await handle.signal("finish", {"note": f"from-{LANGUAGE}"})
     result: dict[str, Any] = await handle.result()
     expected = {"id": arg["id"], "secret": arg["secret"], "note": f"from-{LANGUAGE}"}
@@ -135,4 +151,6 @@ if __name__ == "__main__":
         main(sys.argv)
     except Exception as e:  # the starter's contract: the reason on stderr, exit 1
         print(f"{type(e).__name__}: {e}", file=sys.stderr, flush=True)
-        sys.exit(1)
+        # Exit at once: finalizing the interpreter while the SDK's native
+        # threads still hold work can abort the process, hiding the status.
+        os._exit(1)
