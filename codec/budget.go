@@ -16,8 +16,11 @@ import (
 // It checks the batch as Decode does before its first KMS call, and
 // returns the error Decode would return for a payload that is malformed,
 // under a key that is not allowed, (with Options.RequireSameNamespace) of
-// another namespace, or (with Options.RejectUnencrypted) not encrypted. The count is an upper bound: a key another request
-// fetches meanwhile, or one KMS recently refused, costs nothing.
+// another namespace, or (with Options.RejectUnencrypted) not encrypted.
+// The count is one call per data key: a key another request fetches
+// meanwhile, or one KMS recently refused, costs nothing, and with
+// Options.Region a multi-Region key whose own replica fails transiently
+// costs a further call per replica tried (see Options.RegionPreference).
 func (c *Codec) DataKeysToFetch(payloads []*commonpb.Payload) (int, error) {
 	missing := map[string]bool{}
 	for i, p := range payloads {
