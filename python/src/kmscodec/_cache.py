@@ -11,7 +11,7 @@ from cachetools import TTLCache
 
 from kmscodec._envelope import DATA_KEY_SIZE, SealingKey, marshal_context
 from kmscodec._errors import InvalidKMSResponseError, KMSError
-from kmscodec._kms import KMSCaller, SingleFlight, is_key_arn
+from kmscodec._kms import KMSCaller, KMSClient, RegionalRouter, SingleFlight, is_key_arn
 
 Clock = Callable[[], float]
 
@@ -185,8 +185,17 @@ class DecryptionKeys:
     """Unwrapped data keys in a bounded LRU with expiry, and KMS refusals
     remembered for a short while."""
 
-    def __init__(self, caller: KMSCaller, *, size: int, ttl: float, clock: Clock) -> None:
+    def __init__(
+        self,
+        caller: KMSCaller,
+        *,
+        size: int,
+        ttl: float,
+        clock: Clock,
+        router: RegionalRouter | None = None,
+    ) -> None:
         self._caller = caller
+        self._router = router
         self._keys: TTLCache[bytes, bytes] = TTLCache(size, ttl, timer=clock)
         self._failures: TTLCache[bytes, KMSError] = TTLCache(
             NEGATIVE_CACHE_SIZE, NEGATIVE_CACHE_TTL, timer=clock
@@ -235,22 +244,36 @@ class DecryptionKeys:
         return k
 
     async def _unwrap(self, w: WrappedKey) -> bytes:
-        client = self._caller.client
+        if self._router is None:
+            return await self._unwrap_with(self._caller.client, w.key_arn, w)
+        err: KMSError | None = None
+        for client, key_arn in self._router.route(w.key_arn):
+            try:
+                return await self._unwrap_with(client, key_arn, w)
+            except KMSError as e:
+                if not e.transient:
+                    raise  # a refusal is final: no other replica is asked
+                err = e
+        assert err is not None  # a route is never empty
+        raise err
+
+    async def _unwrap_with(self, client: KMSClient, key_arn: str, w: WrappedKey) -> bytes:
+        """One Decrypt call to client naming key_arn (the payload's key, or
+        its replica in the client's region), which the answer must name too."""
         context = dict(w.encryption_context)
 
         def call() -> bytes:
             out = client.decrypt(
                 # Naming the key makes KMS refuse a wrapped key of any
                 # other key, rather than trusting the payload's claim.
-                KeyId=w.key_arn,
+                KeyId=key_arn,
                 CiphertextBlob=w.blob,
                 EncryptionContext=context,
             )
-            key_arn, plaintext = out.get("KeyId"), out.get("Plaintext")
-            if key_arn != w.key_arn:
-                raise InvalidKMSResponseError(
-                    f"decrypted with key {key_arn!r}, not the payload's key"
-                )
+            answered, plaintext = out.get("KeyId"), out.get("Plaintext")
+            if answered != key_arn:
+                asked = "the payload's key" if key_arn == w.key_arn else f"its replica {key_arn}"
+                raise InvalidKMSResponseError(f"decrypted with key {answered!r}, not {asked}")
             if not isinstance(plaintext, bytes) or len(plaintext) != DATA_KEY_SIZE:
                 raise InvalidKMSResponseError(
                     f"plaintext data key is {len(plaintext or b'')} bytes, want {DATA_KEY_SIZE}"
@@ -258,7 +281,7 @@ class DecryptionKeys:
             return plaintext
 
         self.decrypt_calls += 1
-        return await self._caller.call("Decrypt", w.key_arn, call)
+        return await self._caller.call("Decrypt", key_arn, call)
 
     def __len__(self) -> int:
         return len(self._keys)

@@ -34,7 +34,15 @@ from kmscodec._errors import (
     NamespaceMismatchError,
     UnencryptedPayloadError,
 )
-from kmscodec._kms import DEFAULT_KMS_THREADS, KMSCaller, KMSClient, is_key_arn
+from kmscodec._kms import (
+    DEFAULT_KMS_THREADS,
+    KeyARN,
+    KMSCaller,
+    KMSClient,
+    RegionalRouter,
+    is_key_arn,
+    same_key_arn,
+)
 
 NAMESPACE_CONTEXT_KEY = "temporal-namespace"
 """The encryption context key that binds each data key to its namespace."""
@@ -67,6 +75,27 @@ class _Shared:
         self.encrypt = encrypt
         self.decrypt = decrypt
         self.scopes: dict[str, Scope] = {}
+        # The allowed multi-Region keys with their region left out, so that
+        # each one's replicas in every region are allowed too.
+        self.allowed_replicas = frozenset(
+            str(arn.in_region(""))
+            for arn in map(KeyARN.parse, allowed)
+            if arn is not None and arn.multi_region
+        )
+
+    def is_allowed(self, key_arn: str) -> bool:
+        """Whether key_arn is an allowed ARN, or a replica of an allowed
+        multi-Region key (same partition, account and key ID)."""
+        if key_arn in self.allowed:
+            return True
+        if self.allowed_replicas:
+            arn = KeyARN.parse(key_arn)
+            return (
+                arn is not None
+                and arn.multi_region
+                and str(arn.in_region("")) in self.allowed_replicas
+            )
+        return False
 
     def scope_for(self, namespace: str | None) -> Scope:
         ns = namespace or ""
@@ -99,7 +128,9 @@ class KMSCodec(temporalio.converter.PayloadCodec, WithSerializationContext):
             unless ``disable_encryption``.
         decrypt_key_ids: further key ARNs whose payloads may be decrypted
             (keys rotated away from). Only ARNs, so that moving an alias
-            never widens what is decrypted.
+            never widens what is decrypted. A multi-Region key (key ID
+            ``mrk-...``) allows its replicas in every region of its
+            partition and account; a single-Region key only its exact ARN.
         encryption_context: added to every data key's KMS encryption
             context; must not set ``temporal-namespace``.
         namespace: the namespace when the SDK does not give one.
@@ -118,6 +149,25 @@ class KMSCodec(temporalio.converter.PayloadCodec, WithSerializationContext):
             decrypts.
         clock: monotonic seconds; tests set it.
         kms_threads: threads that may wait on KMS at once.
+        region: the AWS region of ``kms_client``, the codec's own. Default:
+            none, and every data key is unwrapped by ``kms_client`` naming
+            the payload's key ARN. When set, a payload under a multi-Region
+            key is unwrapped by that key's replica in ``region`` (whose ARN
+            the answer must name), and only after a transient failure
+            (throttling, a KMS-side fault, a timeout, a broken connection)
+            by its replicas in the regions of ``region_preference`` that
+            have a client, then in the payload's own region if it has one;
+            a refusal is final. A payload under a single-Region key is
+            unwrapped by the client of its key's region if
+            ``regional_kms`` has one, else by ``kms_client``.
+        regional_kms: KMS clients of other regions than ``region``, by
+            region name (``"eu-west-1"``). Requires ``region`` and must not
+            name it. Default: none.
+        region_preference: the order in which the replicas of other
+            regions are tried after ``region``'s KMS fails transiently;
+            regions without a client in ``regional_kms`` are skipped.
+            Requires ``region``. Default: none, and only the payload's own
+            region is tried after ``region``.
     """
 
     def __init__(
@@ -139,6 +189,9 @@ class KMSCodec(temporalio.converter.PayloadCodec, WithSerializationContext):
         disable_encryption: bool = False,
         clock: Callable[[], float] = time.monotonic,
         kms_threads: int = DEFAULT_KMS_THREADS,
+        region: str | None = None,
+        regional_kms: Mapping[str, KMSClient] | None = None,
+        region_preference: Sequence[str] = (),
     ) -> None:
         if kms_client is None:
             raise ValueError("kmscodec: kms_client is required")
@@ -156,6 +209,7 @@ class KMSCodec(temporalio.converter.PayloadCodec, WithSerializationContext):
         )
         if max_bytes_per_data_key < 0:
             raise ValueError("kmscodec: max_bytes_per_data_key must not be negative")
+        router = _router(kms_client, region, regional_kms or {}, region_preference)
         allowed = set()
         for arn in decrypt_key_ids:
             if not is_key_arn(arn):
@@ -168,7 +222,11 @@ class KMSCodec(temporalio.converter.PayloadCodec, WithSerializationContext):
         max_age = data_key_max_age.total_seconds()
         resolver = KeyResolver(caller, key_id, ttl=max_age, clock=clock) if key_id else None
         decrypt = DecryptionKeys(
-            caller, size=decrypt_cache_size, ttl=decrypt_cache_ttl.total_seconds(), clock=clock
+            caller,
+            size=decrypt_cache_size,
+            ttl=decrypt_cache_ttl.total_seconds(),
+            clock=clock,
+            router=router,
         )
 
         def on_generated(key: SealingKey) -> None:
@@ -256,7 +314,7 @@ class KMSCodec(temporalio.converter.PayloadCodec, WithSerializationContext):
         bad payload costs no KMS call.
         """
         n = len(payloads)
-        allowed = self._shared.allowed
+        shared = self._shared
         checked: list[tuple[Envelope, bytes | None] | None] = []
         for i, p in enumerate(payloads):
             try:
@@ -266,7 +324,7 @@ class KMSCodec(temporalio.converter.PayloadCodec, WithSerializationContext):
                     continue
                 # Awaited only to resolve an alias: a coroutine per payload
                 # would cost more than opening a small one.
-                if env.key_arn not in allowed:
+                if not shared.is_allowed(env.key_arn):
                     await self._check_resolved(env.key_arn)
                 checked.append((env, self._check_and_find_key(env)))
             except KMSCodecError as e:
@@ -305,7 +363,7 @@ class KMSCodec(temporalio.converter.PayloadCodec, WithSerializationContext):
     async def _check_resolved(self, key_arn: str) -> None:
         """Allow key_arn if the configured key ID (an alias) stands for it."""
         resolver = self._shared.resolver
-        if resolver is not None and await resolver.arn() == key_arn:
+        if resolver is not None and same_key_arn(await resolver.arn(), key_arn):
             return
         raise KeyNotAllowedError(f"payload's master key is not allowed for decryption: {key_arn}")
 
@@ -354,6 +412,34 @@ def _at(e: E, op: str, i: int, n: int) -> E:
         copy.__cause__ = e.__cause__
     copy.args = (where,)
     return cast(E, copy)
+
+
+def _router(
+    home_client: KMSClient,
+    region: str | None,
+    regional_kms: Mapping[str, KMSClient],
+    preference: Sequence[str],
+) -> RegionalRouter | None:
+    """The router of Decrypt calls over the regional clients, after checking
+    them; None without a region."""
+    if not region:
+        if regional_kms or preference:
+            raise ValueError(
+                "kmscodec: regional_kms and region_preference need region, the region of kms_client"
+            )
+        return None
+    if isinstance(preference, str):
+        raise ValueError("kmscodec: region_preference is a sequence of region names, not one")
+    for name, client in regional_kms.items():
+        if not name:
+            raise ValueError("kmscodec: regional_kms has an empty region name")
+        if name == region:
+            raise ValueError(
+                f"kmscodec: regional_kms must not name region {region!r}: kms_client is its client"
+            )
+        if client is None:
+            raise ValueError(f"kmscodec: regional_kms[{name!r}] is None")
+    return RegionalRouter(region, {**regional_kms, region: home_client}, preference)
 
 
 def _validate_context(ctx: dict[str, str]) -> None:

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable, Hashable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
@@ -43,7 +44,7 @@ class KMSClient(Protocol):
 T = TypeVar("T")
 K = TypeVar("K", bound=Hashable)
 
-_KEY_ARN = re.compile(r"arn:[^:]+:kms:[^:]*:[^:]*:key/.+", re.DOTALL)
+_KEY_ARN = re.compile(r"arn:([^:]+):kms:([^:]*):([^:]*):key/(.+)", re.DOTALL)
 
 # Threads that may wait on KMS at once for one codec. Single-flight keeps
 # the number of distinct calls small; this bounds the rest.
@@ -54,6 +55,104 @@ def is_key_arn(key_id: str) -> bool:
     """Whether key_id is the ARN of a KMS key (arn:PARTITION:kms:REGION:
     ACCOUNT:key/KEY-ID), as opposed to a key ID, alias name or alias ARN."""
     return _KEY_ARN.fullmatch(key_id) is not None
+
+
+# The key ID of every multi-Region key starts with it, and of no
+# single-Region key.
+_MULTI_REGION_PREFIX = "mrk-"
+
+
+@dataclass(frozen=True)
+class KeyARN:
+    """A KMS key ARN taken apart: arn:PARTITION:kms:REGION:ACCOUNT:key/KEY_ID."""
+
+    partition: str
+    region: str
+    account: str
+    key_id: str
+
+    @classmethod
+    def parse(cls, key_id: str) -> KeyARN | None:
+        """The parts of key_id, or None when it is not a key ARN."""
+        m = _KEY_ARN.fullmatch(key_id)
+        if m is None:
+            return None
+        partition, region, account, rest = m.group(1, 2, 3, 4)
+        return cls(partition, region, account, rest)
+
+    def __str__(self) -> str:
+        return f"arn:{self.partition}:kms:{self.region}:{self.account}:key/{self.key_id}"
+
+    @property
+    def multi_region(self) -> bool:
+        """Whether this is a multi-Region key: one of a set of replicas in
+        several regions that share key material, so that what one replica
+        wraps any other unwraps."""
+        return self.key_id.startswith(_MULTI_REGION_PREFIX)
+
+    def in_region(self, region: str) -> KeyARN:
+        """The ARN of this key's replica in region (meaningful for a
+        multi-Region key only)."""
+        return replace(self, region=region)
+
+    def same_key(self, other: KeyARN) -> bool:
+        """Whether both name the same key material: equal, or both
+        multi-Region and differing at most by region. Two single-Region keys
+        with one key ID in two regions are two unrelated keys."""
+        if self == other:
+            return True
+        return (
+            self.multi_region and other.multi_region and self.in_region("") == other.in_region("")
+        )
+
+
+def same_key_arn(a: str, b: str) -> bool:
+    """KeyARN.same_key on two strings; anything that is not a key ARN
+    matches only an identical string."""
+    if a == b:
+        return True
+    x, y = KeyARN.parse(a), KeyARN.parse(b)
+    return x is not None and y is not None and x.same_key(y)
+
+
+class RegionalRouter:
+    """Which KMS client unwraps the data keys of a key ARN, and naming which
+    ARN, over the clients of several regions, home being the codec's own:
+
+    - a multi-Region key is unwrapped by its replica in home, then, after a
+      transient failure, by its replicas in the regions of preference, then
+      in its own region, skipping regions without a client. A replica
+      shares its key material, so home's replica keeps reads going while
+      the writer's region is out of reach;
+    - a single-Region key is unwrapped in its own region, by that region's
+      client if there is one, else by home's (which KMS answers only if the
+      key is in fact home's);
+    - anything that is not a key ARN goes to home's client as it is.
+    """
+
+    def __init__(
+        self, home: str, clients: Mapping[str, KMSClient], preference: Sequence[str]
+    ) -> None:
+        self._home = home
+        self._clients = dict(clients)
+        self._preference = tuple(preference)
+
+    def route(self, key_arn: str) -> list[tuple[KMSClient, str]]:
+        """The (client, key ARN to name) pairs to try, best first; never empty."""
+        arn = KeyARN.parse(key_arn)
+        home = self._clients[self._home]
+        if arn is None:
+            return [(home, key_arn)]
+        if not arn.multi_region:
+            return [(self._clients.get(arn.region, home), key_arn)]
+        targets: list[tuple[KMSClient, str]] = []
+        tried: set[str] = set()
+        for region in (self._home, *self._preference, arn.region):
+            client = self._clients.get(region)
+            if client is not None and region not in tried:
+                tried.add(region)
+                targets.append((client, str(arn.in_region(region))))
+        return targets
 
 
 def kms_client(
