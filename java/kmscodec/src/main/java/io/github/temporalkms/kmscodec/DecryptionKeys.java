@@ -10,7 +10,9 @@ import java.util.concurrent.CompletableFuture;
 
 /**
  * Unwrapped data keys, keyed by the identity (AAD) of the wrapped key, in a bounded cache with
- * expiry; calls KMS Decrypt (once for all concurrent callers) for a wrapped key it does not hold.
+ * expiry; calls KMS Decrypt (once for all concurrent callers) for a wrapped key it does not hold,
+ * trying the next of its {@link DecryptRoutes} targets only after a transient failure. The cache
+ * key stays the identity whichever replica unwraps, since the AAD names the payload's key ARN.
  * KMS refusing a wrapped key (not a transient failure) is remembered for a short while, so a flood
  * of payloads with one bad wrapped key costs one KMS call, not one per payload.
  */
@@ -18,12 +20,12 @@ final class DecryptionKeys {
   static final Duration NEGATIVE_TTL = Duration.ofSeconds(10);
   static final int NEGATIVE_SIZE = 1024;
 
-  private final KmsCalls kms;
+  private final DecryptRoutes routes;
   private final AsyncCache<String, Flights.Outcome<byte[]>> keys;
   private final Cache<String, KmsCallException> refusals;
 
-  DecryptionKeys(KmsCalls kms, long size, Duration ttl, Ticker ticker) {
-    this.kms = kms;
+  DecryptionKeys(DecryptRoutes routes, long size, Duration ttl, Ticker ticker) {
+    this.routes = routes;
     this.keys =
         Caffeine.newBuilder()
             .maximumSize(size)
@@ -61,14 +63,23 @@ final class DecryptionKeys {
     if (refused != null) {
       throw refused;
     }
-    try {
-      return kms.decrypt(env.keyArn, env.wrappedKey, context);
-    } catch (KmsCallException e) {
-      if (!e.isTransient()) {
-        refusals.put(env.identity, e);
+    KmsCallException failure = null;
+    for (DecryptRoutes.Target target : routes.route(env.keyArn)) {
+      try {
+        return target.kms().decrypt(target.keyArn(), env.wrappedKey, context);
+      } catch (KmsCallException e) {
+        if (!e.isTransient()) {
+          // A refusal is final: another replica would refuse the same request.
+          refusals.put(env.identity, e);
+          throw e;
+        }
+        if (failure != null) {
+          e.addSuppressed(failure);
+        }
+        failure = e;
       }
-      throw e;
     }
+    throw failure;
   }
 
   /**

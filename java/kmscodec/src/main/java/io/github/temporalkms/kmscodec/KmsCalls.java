@@ -113,7 +113,7 @@ final class KmsCalls {
           if (!keyArn.equals(out.keyId())) {
             Arrays.fill(plaintext, (byte) 0);
             throw new InvalidKmsResponseException(
-                "decrypted with key \"" + out.keyId() + "\", not the payload's key");
+                "decrypted with key \"" + out.keyId() + "\", not the key asked for");
           }
           checkDataKey(plaintext);
           return plaintext;

@@ -20,6 +20,7 @@ import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
+import java.util.Optional;
 import java.util.Set;
 import java.util.concurrent.TimeUnit;
 import javax.annotation.Nonnull;
@@ -201,6 +202,8 @@ public final class KmsPayloadCodec implements PayloadCodec {
     final String keyId;
     final Map<String, String> encryptionContext;
     final Set<String> allowed;
+    /** The allowed multi-Region keys, each as its ARN with the region left out. */
+    final Set<KeyArns.KeyArn> allowedReplicas;
     final KeyResolver resolver; // null when nothing is encrypted
     final DecryptionKeys decrypt;
     final EncryptionKeys encrypt;
@@ -220,9 +223,17 @@ public final class KmsPayloadCodec implements PayloadCodec {
         allowed.add(b.keyId);
       }
       this.allowed = Set.copyOf(allowed);
+      Set<KeyArns.KeyArn> replicas = new HashSet<>();
+      for (String id : allowed) {
+        KeyArns.parse(id)
+            .filter(KeyArns.KeyArn::isMultiRegion)
+            .ifPresent(arn -> replicas.add(arn.inRegion("")));
+      }
+      this.allowedReplicas = Set.copyOf(replicas);
       this.resolver =
           b.keyId == null ? null : new KeyResolver(b.keyId, kms, b.dataKeyMaxAge, ticker);
-      this.decrypt = new DecryptionKeys(kms, b.decryptCacheSize, b.decryptCacheTtl, ticker);
+      this.decrypt =
+          new DecryptionKeys(routes(b, kms), b.decryptCacheSize, b.decryptCacheTtl, ticker);
       this.encrypt =
           new EncryptionKeys(
               this::generate,
@@ -233,6 +244,18 @@ public final class KmsPayloadCodec implements PayloadCodec {
       this.rejectUnencrypted = b.rejectUnencrypted;
       this.requireSameNamespace = b.requireSameNamespace;
       this.disableEncryption = b.disableEncryption;
+    }
+
+    /** Where Decrypt calls go: all to {@code kms} without a region of the codec's own. */
+    private static DecryptRoutes routes(Builder b, KmsCalls kms) {
+      if (b.region == null) {
+        return DecryptRoutes.single(kms);
+      }
+      Map<String, KmsCalls> clients = new HashMap<>();
+      b.regionalKmsClients.forEach(
+          (region, client) -> clients.put(region, new KmsCalls(client, b.kmsTimeout)));
+      clients.put(b.region, kms);
+      return DecryptRoutes.regional(b.region, clients, b.regionPreference);
     }
 
     Scope scopeFor(String namespace) {
@@ -264,7 +287,15 @@ public final class KmsPayloadCodec implements PayloadCodec {
       if (allowed.contains(keyArn)) {
         return;
       }
-      if (resolver != null && resolver.arn().equals(keyArn)) {
+      if (!allowedReplicas.isEmpty()) {
+        Optional<KeyArns.KeyArn> arn = KeyArns.parse(keyArn);
+        if (arn.isPresent()
+            && arn.get().isMultiRegion()
+            && allowedReplicas.contains(arn.get().inRegion(""))) {
+          return;
+        }
+      }
+      if (resolver != null && KeyArns.sameKey(resolver.arn(), keyArn)) {
         return;
       }
       throw new KeyNotAllowedException(
@@ -292,6 +323,9 @@ public final class KmsPayloadCodec implements PayloadCodec {
     private boolean requireSameNamespace;
     private boolean disableEncryption;
     private Clock clock = Clock.systemUTC();
+    private String region;
+    private Map<String, KmsClient> regionalKmsClients = Map.of();
+    private List<String> regionPreference = List.of();
 
     private Builder() {}
 
@@ -315,7 +349,9 @@ public final class KmsPayloadCodec implements PayloadCodec {
     /**
      * Further key ARNs whose payloads may be decrypted: the keys rotated away from. A payload under
      * any other key fails with {@link KeyNotAllowedException} before any KMS call. Only key ARNs,
-     * so that moving an alias never widens what is decrypted. Default: none.
+     * so that moving an alias never widens what is decrypted. A multi-Region key ({@code mrk-...})
+     * allows its replicas in every region of the same partition and account; a single-Region key
+     * allows only its exact ARN. Default: none.
      */
     public Builder decryptKeyIds(List<String> keyArns) {
       this.decryptKeyIds = List.copyOf(keyArns);
@@ -411,6 +447,44 @@ public final class KmsPayloadCodec implements PayloadCodec {
       return this;
     }
 
+    /**
+     * The AWS region of {@link #kmsClient}, the codec's own, which turns on the routing of
+     * docs/FORMAT.md's "Multi-Region keys": a payload under a multi-Region key ({@code mrk-...})
+     * is unwrapped by that key's replica in this region, naming the replica's ARN, which KMS must
+     * name back; only if that call fails transiently (throttling, a KMS fault, a timeout, a broken
+     * connection) are the replicas of {@link #regionPreference} with a client tried, in order,
+     * then the one in the payload's own region (each attempt bounded by {@link #kmsTimeout}); a
+     * refusal is final. A payload under a
+     * single-Region key is unwrapped in its own region, by its client in {@link
+     * #regionalKmsClients} if there is one, else by {@link #kmsClient}. Default: none, and every
+     * payload is unwrapped by {@link #kmsClient} naming the payload's key ARN.
+     */
+    public Builder region(String region) {
+      this.region = Objects.requireNonNull(region, "region");
+      return this;
+    }
+
+    /**
+     * KMS clients of regions other than {@link #region}, by region name ({@code "eu-west-1"}).
+     * Requires {@link #region}, and must not name it: {@link #kmsClient} is its client. Default:
+     * none.
+     */
+    public Builder regionalKmsClients(Map<String, KmsClient> clients) {
+      this.regionalKmsClients = Map.copyOf(clients);
+      return this;
+    }
+
+    /**
+     * The order in which the replicas of other regions are tried when {@link #region}'s KMS fails
+     * transiently, for payloads under multi-Region keys; regions without a client in {@link
+     * #regionalKmsClients} are skipped. Requires {@link #region}. Default: none, and only the
+     * writer's region is tried after {@link #region}.
+     */
+    public Builder regionPreference(List<String> regions) {
+      this.regionPreference = List.copyOf(regions);
+      return this;
+    }
+
     /** The clock of key ages and cache expiry. Default the system clock; tests set it. */
     public Builder clock(Clock clock) {
       this.clock = Objects.requireNonNull(clock, "clock");
@@ -456,6 +530,7 @@ public final class KmsPayloadCodec implements PayloadCodec {
               "kmscodec: decryptKeyIds: \"" + id + "\" is not a key ARN");
         }
       }
+      validateRegions();
       positive("dataKeyMaxAge", dataKeyMaxAge);
       positive("decryptCacheTtl", decryptCacheTtl);
       positive("kmsTimeout", kmsTimeout);
@@ -469,6 +544,30 @@ public final class KmsPayloadCodec implements PayloadCodec {
         throw new IllegalArgumentException("kmscodec: decryptCacheSize must be at least 1");
       }
       return new KmsPayloadCodec(new Shared(this), namespace);
+    }
+
+    private void validateRegions() {
+      if (region == null) {
+        if (!regionalKmsClients.isEmpty() || !regionPreference.isEmpty()) {
+          throw new IllegalArgumentException(
+              "kmscodec: regionalKmsClients and regionPreference need region, the region of"
+                  + " kmsClient");
+        }
+        return;
+      }
+      if (region.isEmpty()) {
+        throw new IllegalArgumentException("kmscodec: region must not be empty");
+      }
+      for (String name : regionalKmsClients.keySet()) {
+        if (name.isEmpty()) {
+          throw new IllegalArgumentException("kmscodec: regionalKmsClients has an empty region");
+        }
+        if (name.equals(region)) {
+          throw new IllegalArgumentException(
+              "kmscodec: regionalKmsClients must not name region \"" + region
+                  + "\": kmsClient is its client");
+        }
+      }
     }
 
     private static void positive(String name, Duration d) {
