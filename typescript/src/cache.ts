@@ -9,7 +9,7 @@
 
 import { LRUCache } from 'lru-cache';
 
-import { isKeyArn } from './arn';
+import { formatKeyArn, inRegion, isKeyArn, isMultiRegion, parseKeyArn } from './arn';
 import type { EncryptionContext } from './context';
 import { SealingKey } from './envelope';
 import { KMSError } from './errors';
@@ -196,6 +196,68 @@ export class EncryptionKeys {
   }
 }
 
+/**
+ * One way to unwrap a data key: the KMS client to call and the key ARN to
+ * name in the Decrypt call, which KMS's answer must name too.
+ */
+export interface DecryptTarget {
+  kms: KMS;
+  keyArn: string;
+}
+
+/**
+ * Says where the data keys wrapped by a key ARN are unwrapped: the targets
+ * to try, best first, at least one. The next target is tried only after a
+ * transient failure of the one before.
+ */
+export type DecryptRouter = (keyArn: string) => DecryptTarget[];
+
+/** The router of a codec with one KMS client: it names the payload's key ARN, as it is. */
+export function singleClientRouter(kms: KMS): DecryptRouter {
+  return (keyArn) => [{ kms, keyArn }];
+}
+
+/**
+ * The router over the KMS clients of several regions, `home` being the
+ * codec's own region (which must have a client):
+ *
+ * - a multi-Region key is unwrapped by its replica in `home`, then after a
+ *   transient failure by its replicas in the regions of `preference`, then
+ *   in its own region, skipping regions without a client. A replica shares
+ *   its key material, so what one wrapped another unwraps; asking `home`'s
+ *   replica spares a call across regions, and keeps reads going while the
+ *   writer's region is down;
+ * - a single-Region key is unwrapped in its own region, by that region's
+ *   client if there is one, else by `home`'s, which KMS answers only if the
+ *   key is in fact `home`'s;
+ * - anything that is not a key ARN goes to `home`'s client as it is.
+ */
+export function regionalRouter(home: string, clients: ReadonlyMap<string, KMS>, preference: readonly string[]): DecryptRouter {
+  const homeClient = clients.get(home);
+  if (homeClient === undefined) {
+    throw new Error(`no KMS client for the home region ${home}`);
+  }
+  return (keyArn) => {
+    const arn = parseKeyArn(keyArn);
+    if (arn === undefined) {
+      return [{ kms: homeClient, keyArn }];
+    }
+    if (!isMultiRegion(arn)) {
+      return [{ kms: clients.get(arn.region) ?? homeClient, keyArn }];
+    }
+    const targets: DecryptTarget[] = [];
+    const tried = new Set<string>();
+    for (const region of [home, ...preference, arn.region]) {
+      const kms = clients.get(region);
+      if (kms !== undefined && !tried.has(region)) {
+        tried.add(region);
+        targets.push({ kms, keyArn: formatKeyArn(inRegion(arn, region)) });
+      }
+    }
+    return targets;
+  };
+}
+
 /** The bounds of the cache of unwrapped data keys; see the codec's options. */
 export interface DecryptionLimits {
   size: number;
@@ -226,7 +288,7 @@ export class DecryptionKeys {
   private readonly flight = new SingleFlight<Uint8Array>();
 
   constructor(
-    private readonly kms: KMS,
+    private readonly route: DecryptRouter,
     limits: DecryptionLimits,
     clock: Clock,
   ) {
@@ -257,7 +319,7 @@ export class DecryptionKeys {
       // A flight that just ended may have been refused; do not ask again.
       this.throwRemembered(w.identity);
       try {
-        const plaintext = await this.kms.decrypt(w.keyArn, w.blob, w.encryptionContext());
+        const plaintext = await this.unwrap(w);
         const key = Uint8Array.from(plaintext);
         plaintext.fill(0);
         this.keys.set(w.identity, key);
@@ -270,6 +332,23 @@ export class DecryptionKeys {
         throw err;
       }
     });
+  }
+
+  // unwrap asks the targets of w's key ARN in turn, moving on to the next
+  // only after a transient failure: a refusal is final.
+  private async unwrap(w: WrappedKey): Promise<Uint8Array> {
+    const context = w.encryptionContext();
+    const targets = this.route(w.keyArn);
+    for (const [i, target] of targets.entries()) {
+      try {
+        return await target.kms.decrypt(target.keyArn, w.blob, context);
+      } catch (err) {
+        if (!(err instanceof KMSError && err.transient) || i === targets.length - 1) {
+          throw err;
+        }
+      }
+    }
+    throw new Error(`no KMS client to unwrap a data key of ${w.keyArn}`);
   }
 
   /** Puts a data key the codec just generated into the cache; it is copied. */

@@ -7,8 +7,17 @@
 import type { KMSClient } from '@aws-sdk/client-kms';
 import type { Payload, PayloadCodec, SerializationContext } from '@temporalio/common';
 
-import { isKeyArn } from './arn';
-import { DecryptionKeys, EncryptionKeys, KeyResolver, Scope, type Clock } from './cache';
+import { isKeyArn, replicaSetOf, sameKeyArn } from './arn';
+import {
+  DecryptionKeys,
+  EncryptionKeys,
+  KeyResolver,
+  Scope,
+  regionalRouter,
+  singleClientRouter,
+  type Clock,
+  type DecryptRouter,
+} from './cache';
 import { marshalContext, type EncryptionContext } from './context';
 import { MAX_CONTEXT_SIZE, SealingKey, marshalPayloadParts, parseEnvelope, type Envelope } from './envelope';
 import {
@@ -33,8 +42,46 @@ export const NAMESPACE_CONTEXT_KEY = 'temporal-namespace';
  * other option has a default, given with it. Durations are in milliseconds.
  */
 export interface KMSCodecOptions {
-  /** The client that generates and unwraps data keys: `new KMSClient({ region })`. Required. */
+  /**
+   * The client that generates and unwraps data keys: `new KMSClient({ region })`.
+   * Required. With `region`, it is that region's client.
+   */
   kms: KMSClient;
+
+  /**
+   * The AWS region of `kms`, the codec's own region, which turns on the
+   * multi-Region rule of decryption (docs/FORMAT.md, "Multi-Region keys"):
+   *
+   * - a payload under a multi-Region key (key ID `mrk-...`) is unwrapped by
+   *   that key's replica in `region`, through `kms`, with no call to the
+   *   writer's region; only if that call fails transiently (throttling, a
+   *   KMS-side fault, a timeout, a broken connection) are the replicas in
+   *   the regions of `regionPreference` that have a client in
+   *   `regionalKms` tried, in order, then the one in the payload's own
+   *   region if it has a client. A refusal is final;
+   * - a payload under a single-Region key is unwrapped in the key's own
+   *   region, by its client in `regionalKms`, or else by `kms`.
+   *
+   * Default: none; every payload is unwrapped by `kms`, naming the
+   * payload's key ARN.
+   */
+  region?: string;
+
+  /**
+   * KMS clients of regions other than `region`, by region name
+   * (`us-west-2`). Requires `region`, and must not name it: `kms` is its
+   * client. Default: none.
+   */
+  regionalKms?: Readonly<Record<string, KMSClient>>;
+
+  /**
+   * The order in which the replicas of other regions are tried when
+   * `region`'s KMS fails transiently, for payloads under multi-Region keys;
+   * regions without a client in `regionalKms` are skipped. Requires
+   * `region`. Default: none, and only the writer's region is tried after
+   * `region`.
+   */
+  regionPreference?: readonly string[];
 
   /**
    * The KMS key that new payloads are encrypted under: a key ARN, key ID,
@@ -48,7 +95,10 @@ export interface KMSCodecOptions {
    * Further key ARNs whose payloads may be decrypted: the keys rotated
    * away from. A payload under any other key fails with
    * {@link KeyNotAllowedError} before any KMS call. Only key ARNs are
-   * accepted, so that moving an alias never widens what is decrypted.
+   * accepted, so that moving an alias never widens what is decrypted. A
+   * multi-Region key allows its replicas in every region too (same
+   * partition, account and key ID); a single-Region key allows only its
+   * exact ARN.
    */
   decryptKeyIds?: readonly string[];
 
@@ -153,6 +203,8 @@ export class KMSCodec implements PayloadCodec {
   private readonly decryptionKeys: DecryptionKeys;
   private readonly resolver: KeyResolver | undefined;
   private readonly allowed: ReadonlySet<string>;
+  // The region-free names of the multi-Region keys of allowed.
+  private readonly allowedReplicaSets: ReadonlySet<string>;
   private readonly scopes = new Map<string, Scope>();
 
   /**
@@ -179,12 +231,15 @@ export class KMSCodec implements PayloadCodec {
       allowed.add(keyId);
     }
     this.allowed = allowed;
+    this.allowedReplicaSets = new Set([...allowed].flatMap((id) => replicaSetOf(id) ?? []));
+    validateRegions(options);
     this.options = { ...options, keyId };
     const clock = options.clock ?? Date.now;
-    const kms = new KMS(options.kms, positive('kmsTimeout', options.kmsTimeout, DEFAULTS.kmsTimeout), options.onKMSCall);
+    const timeoutMs = positive('kmsTimeout', options.kmsTimeout, DEFAULTS.kmsTimeout);
+    const kms = new KMS(options.kms, timeoutMs, options.onKMSCall);
     const maxAge = positive('dataKeyMaxAge', options.dataKeyMaxAge, DEFAULTS.dataKeyMaxAge);
     this.decryptionKeys = new DecryptionKeys(
-      kms,
+      decryptRouter(options, kms, timeoutMs),
       {
         size: positive('decryptCacheSize', options.decryptCacheSize, DEFAULTS.decryptCacheSize),
         ttlMs: positive('decryptCacheTtl', options.decryptCacheTtl, DEFAULTS.decryptCacheTtl),
@@ -272,7 +327,7 @@ export class KMSCodec implements PayloadCodec {
           throw new UnencryptedPayloadError();
         }
         if (envelope !== undefined) {
-          if (!this.allowed.has(envelope.keyArn)) {
+          if (!this.isAllowed(envelope.keyArn)) {
             await this.checkResolved(envelope.keyArn);
           }
           if (this.options.requireSameNamespace === true) {
@@ -296,10 +351,20 @@ export class KMSCodec implements PayloadCodec {
     });
   }
 
+  // isAllowed reports whether keyArn is a key ARN of the options, or a
+  // replica in another region of one of them that is a multi-Region key.
+  private isAllowed(keyArn: string): boolean {
+    if (this.allowed.has(keyArn)) {
+      return true;
+    }
+    const replicaSet = this.allowedReplicaSets.size > 0 ? replicaSetOf(keyArn) : undefined;
+    return replicaSet !== undefined && this.allowedReplicaSets.has(replicaSet);
+  }
+
   // checkResolved throws KeyNotAllowedError unless keyArn, which is not a
-  // key ARN of the options, is the one the configured key ID stands for.
+  // key ARN of the options, matches the one the configured key ID stands for.
   private async checkResolved(keyArn: string): Promise<void> {
-    if (this.resolver !== undefined && (await this.resolver.arn()) === keyArn) {
+    if (this.resolver !== undefined && sameKeyArn(await this.resolver.arn(), keyArn)) {
       return;
     }
     throw new KeyNotAllowedError(keyArn);
@@ -338,6 +403,46 @@ export class KMSCodec implements PayloadCodec {
     }
     return scope;
   }
+}
+
+// validateRegions checks the options of regional routing.
+function validateRegions(options: KMSCodecOptions): void {
+  const regional = Object.entries(options.regionalKms ?? {});
+  const region = options.region;
+  if (region === undefined || region === '') {
+    if (regional.length > 0 || (options.regionPreference ?? []).length > 0) {
+      throw new InvalidOptionsError('options.regionalKms and options.regionPreference need options.region, the region of options.kms');
+    }
+    return;
+  }
+  if (typeof region !== 'string') {
+    throw new InvalidOptionsError('options.region must be a region name');
+  }
+  for (const [name, client] of regional) {
+    if (name === '') {
+      throw new InvalidOptionsError('options.regionalKms has an empty region name');
+    }
+    if (name === region) {
+      throw new InvalidOptionsError(`options.regionalKms must not name options.region ${JSON.stringify(region)}: options.kms is its client`);
+    }
+    if (typeof client !== 'object') {
+      throw new InvalidOptionsError(`options.regionalKms[${JSON.stringify(name)}] is not a KMS client`);
+    }
+  }
+}
+
+// decryptRouter returns who unwraps data keys: kms alone without a region,
+// else the clients of every region by the multi-Region rule.
+function decryptRouter(options: KMSCodecOptions, kms: KMS, timeoutMs: number): DecryptRouter {
+  const region = options.region ?? '';
+  if (region === '') {
+    return singleClientRouter(kms);
+  }
+  const clients = new Map<string, KMS>([[region, kms]]);
+  for (const [name, client] of Object.entries(options.regionalKms ?? {})) {
+    clients.set(name, new KMS(client, timeoutMs, options.onKMSCall));
+  }
+  return regionalRouter(region, clients, [...(options.regionPreference ?? [])]);
 }
 
 function validateContext(context: EncryptionContext): EncryptionContext {
