@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"context"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
@@ -14,38 +13,13 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
-	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
-	"go.temporal.io/sdk/workflow"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/temporal-kms/kmscodec/codec"
 	"github.com/temporal-kms/kmscodec/envelope"
 	"github.com/temporal-kms/kmscodec/integration_test/harness"
 )
-
-const migrationSignal = "finish"
-
-// MigrationWorkflow runs an activity, waits for a signal (while the test
-// replaces its workers), runs another activity and returns both results.
-func MigrationWorkflow(ctx workflow.Context, in string) (string, error) {
-	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: time.Minute,
-		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: 100 * time.Millisecond},
-	})
-	var before, after, sig string
-	if err := workflow.ExecuteActivity(ctx, MigrationEcho, "before:"+in).Get(ctx, &before); err != nil {
-		return "", err
-	}
-	workflow.GetSignalChannel(ctx, migrationSignal).Receive(ctx, &sig)
-	if err := workflow.ExecuteActivity(ctx, MigrationEcho, "after:"+sig).Get(ctx, &after); err != nil {
-		return "", err
-	}
-	return before + "|" + after, nil
-}
-
-// MigrationEcho is the migration workflow's activity.
-func MigrationEcho(_ context.Context, in string) (string, error) { return in, nil }
 
 // samplesStyleCodec is a codec built the way Temporal's encryption
 // samples build theirs, for the workers the migration starts from: each
@@ -143,10 +117,6 @@ func TestMigrationFromTheEncryptionSamples(t *testing.T) {
 	secret := uniqueName("kmscodec-secret")
 	ctx := testContext(t, 4*time.Minute)
 	raw := dialRaw(t, "default")
-	register := func(r worker.Registry) {
-		r.RegisterWorkflow(MigrationWorkflow)
-		r.RegisterActivity(MigrationEcho)
-	}
 
 	// Phase 1: the samples' codec, its static key named "static-key-1".
 	old := newSamplesStyleCodec(t, "static-key-1")
@@ -154,23 +124,9 @@ func TestMigrationFromTheEncryptionSamples(t *testing.T) {
 		Namespace:     "default",
 		DataConverter: converter.NewCodecDataConverter(converter.GetDefaultDataConverter(), old),
 	}
-	oldWorker := startWorker(t, server.MustDial(t, oldOptions), taskQueue, worker.Options{}, register)
+	oldWorker := startWorker(t, server.MustDial(t, oldOptions), taskQueue, worker.Options{}, registerTwoStep)
 	oldClient := server.MustDial(t, oldOptions)
-	runs := make([]client.WorkflowRun, workflows)
-	for i := range runs {
-		var err error
-		runs[i], err = oldClient.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-			ID: uniqueName("migration"), TaskQueue: taskQueue,
-		}, MigrationWorkflow, fmt.Sprintf("%s-%d", secret, i))
-		if err != nil {
-			t.Fatalf("start workflow: %v", err)
-		}
-	}
-	for _, run := range runs {
-		eventually(t, time.Minute, "workflow waiting for the signal", func() error {
-			return waitingForSignal(t, raw, run)
-		})
-	}
+	runs := startTwoStepWorkflows(t, ctx, oldClient, raw, taskQueue, "migration", secret, workflows)
 	oldWorker.Stop()
 
 	// Phase 2: kmscodec workers and clients, the static key as their
@@ -180,13 +136,9 @@ func TestMigrationFromTheEncryptionSamples(t *testing.T) {
 		t.Fatal(err)
 	}
 	migrated := codec.Options{KeyID: keyARN, Legacy: legacy}
-	startWorker(t, dialCodec(t, "default", newCodec(t, k, migrated)), taskQueue, worker.Options{}, register)
+	startWorker(t, dialCodec(t, "default", newCodec(t, k, migrated)), taskQueue, worker.Options{}, registerTwoStep)
 	newClient := dialCodec(t, "default", newCodec(t, k, migrated))
-	for i, run := range runs {
-		if err := newClient.SignalWorkflow(ctx, run.GetID(), run.GetRunID(), migrationSignal, fmt.Sprintf("sig-%s-%d", secret, i)); err != nil {
-			t.Fatalf("signal: %v", err)
-		}
-	}
+	signalTwoStepWorkflows(t, ctx, newClient, runs, secret)
 
 	t.Run("every workflow completes on the kmscodec workers", func(t *testing.T) {
 		for i, run := range runs {
@@ -262,21 +214,6 @@ func TestMigrationFromTheEncryptionSamples(t *testing.T) {
 			}
 		}
 	})
-}
-
-// waitingForSignal returns nil once run's first activity completed and the
-// workflow task after it did too: the workflow waits on the signal.
-func waitingForSignal(t *testing.T, raw client.Client, run client.WorkflowRun) error {
-	done := false
-	for _, e := range rawHistory(t, raw, run.GetID(), run.GetRunID()).GetEvents() {
-		if e.GetEventType() == enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED {
-			done = true
-		}
-		if done && e.GetEventType() == enumspb.EVENT_TYPE_WORKFLOW_TASK_COMPLETED {
-			return nil
-		}
-	}
-	return errors.New("workflow not yet waiting for the signal")
 }
 
 // splitAtSignal returns the payloads of the runs' raw histories written

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	commonpb "go.temporal.io/api/common/v1"
-	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -33,10 +32,6 @@ func TestMultiRegionFailover(t *testing.T) {
 	secret := uniqueName("kmscodec-secret")
 	ctx := testContext(t, 4*time.Minute)
 	raw := dialRaw(t, "default")
-	register := func(r worker.Registry) {
-		r.RegisterWorkflow(MigrationWorkflow)
-		r.RegisterActivity(MigrationEcho)
-	}
 	// Each region's codec: its own KMS as Options.KMS, the other region's
 	// as a regional client, its own replica as the key to encrypt under.
 	regionCodec := func(own, other string, ownURL, otherURL string) *codec.Codec {
@@ -52,23 +47,9 @@ func TestMultiRegionFailover(t *testing.T) {
 	westCodec := func() *codec.Codec { return regionCodec("us-west-2", "us-east-1", west.URL, eastProxy.URL) }
 
 	// us-east-1 runs the workflows up to their signal.
-	eastWorker := startWorker(t, dialCodec(t, "default", eastCodec()), taskQueue, worker.Options{}, register)
+	eastWorker := startWorker(t, dialCodec(t, "default", eastCodec()), taskQueue, worker.Options{}, registerTwoStep)
 	eastClient := dialCodec(t, "default", eastCodec())
-	runs := make([]client.WorkflowRun, workflows)
-	for i := range runs {
-		var err error
-		runs[i], err = eastClient.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-			ID: uniqueName("multiregion"), TaskQueue: taskQueue,
-		}, MigrationWorkflow, fmt.Sprintf("%s-%d", secret, i))
-		if err != nil {
-			t.Fatalf("start workflow: %v", err)
-		}
-	}
-	for _, run := range runs {
-		eventually(t, time.Minute, "workflow waiting for the signal", func() error {
-			return waitingForSignal(t, raw, run)
-		})
-	}
+	runs := startTwoStepWorkflows(t, ctx, eastClient, raw, taskQueue, "multiregion", secret, workflows)
 	eastWorker.Stop()
 
 	// us-east-1's KMS goes dark: every request to it is dropped.
@@ -78,13 +59,9 @@ func TestMultiRegionFailover(t *testing.T) {
 	t.Logf("at the cut: us-east-1 %s; us-west-2 %s", east, west)
 
 	// us-west-2 takes over: signals, completes and reads every workflow.
-	startWorker(t, dialCodec(t, "default", westCodec()), taskQueue, worker.Options{}, register)
+	startWorker(t, dialCodec(t, "default", westCodec()), taskQueue, worker.Options{}, registerTwoStep)
 	westClient := dialCodec(t, "default", westCodec())
-	for i, run := range runs {
-		if err := westClient.SignalWorkflow(ctx, run.GetID(), run.GetRunID(), migrationSignal, fmt.Sprintf("sig-%s-%d", secret, i)); err != nil {
-			t.Fatalf("signal: %v", err)
-		}
-	}
+	signalTwoStepWorkflows(t, ctx, westClient, runs, secret)
 	for i, run := range runs {
 		var got string
 		if err := westClient.GetWorkflow(ctx, run.GetID(), run.GetRunID()).Get(ctx, &got); err != nil {

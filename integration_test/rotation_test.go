@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"testing"
@@ -9,38 +8,11 @@ import (
 
 	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
-	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
-	"go.temporal.io/sdk/workflow"
 
 	"github.com/temporal-kms/kmscodec/codec"
 	"github.com/temporal-kms/kmscodec/integration_test/harness"
 )
-
-const rotationSignal = "finish"
-
-// RotationWorkflow runs an activity, waits for a signal (long enough for
-// the test to rotate the key under it), runs another and returns both
-// results.
-func RotationWorkflow(ctx workflow.Context, in string) (string, error) {
-	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: time.Minute,
-		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: 100 * time.Millisecond},
-	})
-	var before, after, sig string
-	if err := workflow.ExecuteActivity(ctx, RotationEcho, "before:"+in).Get(ctx, &before); err != nil {
-		return "", err
-	}
-	workflow.GetSignalChannel(ctx, rotationSignal).Receive(ctx, &sig)
-	if err := workflow.ExecuteActivity(ctx, RotationEcho, "after:"+sig).Get(ctx, &after); err != nil {
-		return "", err
-	}
-	return before + "|" + after, nil
-}
-
-// RotationEcho is the rotation workflow's activity.
-func RotationEcho(_ context.Context, in string) (string, error) { return in, nil }
 
 // TestKeyRotation moves the codec's alias from key A to key B while
 // workflows written under A are still running: a worker with A in its
@@ -57,53 +29,21 @@ func TestKeyRotation(t *testing.T) {
 	secret := uniqueName("kmscodec-secret")
 	ctx := testContext(t, 3*time.Minute)
 	raw := dialRaw(t, "default")
-	register := func(r worker.Registry) {
-		r.RegisterWorkflow(RotationWorkflow)
-		r.RegisterActivity(RotationEcho)
-	}
 
 	// Phase 1: everything under A; the workflows block on the signal.
 	codecA := newCodec(t, k, codec.Options{KeyID: alias})
-	workerA := startWorker(t, dialCodec(t, "default", codecA), taskQueue, worker.Options{}, register)
+	workerA := startWorker(t, dialCodec(t, "default", codecA), taskQueue, worker.Options{}, registerTwoStep)
 	starterA := dialCodec(t, "default", newCodec(t, k, codec.Options{KeyID: alias}))
-	runs := make([]client.WorkflowRun, workflows)
-	for i := range runs {
-		var err error
-		runs[i], err = starterA.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-			ID: uniqueName("rotation"), TaskQueue: taskQueue,
-		}, RotationWorkflow, fmt.Sprintf("%s-%d", secret, i))
-		if err != nil {
-			t.Fatalf("start workflow: %v", err)
-		}
-	}
-	for _, run := range runs {
-		eventually(t, time.Minute, "first activity done", func() error {
-			h := rawHistory(t, raw, run.GetID(), run.GetRunID())
-			done := false
-			for _, e := range h.GetEvents() {
-				if e.GetEventType() == enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED {
-					done = true
-				}
-				if done && e.GetEventType() == enumspb.EVENT_TYPE_WORKFLOW_TASK_COMPLETED {
-					return nil
-				}
-			}
-			return errors.New("workflow not yet waiting for the signal")
-		})
-	}
+	runs := startTwoStepWorkflows(t, ctx, starterA, raw, taskQueue, "rotation", secret, workflows)
 	workerA.Stop()
 
 	// Phase 2: rotate. New worker and client (new processes) encrypt
 	// under the alias, now B, and may still decrypt A.
 	k.MustUpdateAlias(t, alias, keyB)
 	rotated := codec.Options{KeyID: alias, DecryptKeyIDs: []string{keyA}}
-	startWorker(t, dialCodec(t, "default", newCodec(t, k, rotated)), taskQueue, worker.Options{}, register)
+	startWorker(t, dialCodec(t, "default", newCodec(t, k, rotated)), taskQueue, worker.Options{}, registerTwoStep)
 	starterB := dialCodec(t, "default", newCodec(t, k, rotated))
-	for i, run := range runs {
-		if err := starterB.SignalWorkflow(ctx, run.GetID(), run.GetRunID(), rotationSignal, fmt.Sprintf("sig-%s-%d", secret, i)); err != nil {
-			t.Fatalf("signal: %v", err)
-		}
-	}
+	signalTwoStepWorkflows(t, ctx, starterB, runs, secret)
 
 	t.Run("running workflows complete after rotation", func(t *testing.T) {
 		for i, run := range runs {
