@@ -25,6 +25,7 @@ import (
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
@@ -83,19 +84,7 @@ func runOnce(ctx context.Context) error {
 	}
 	defer temporal.Stop()
 
-	// The codec. With AWS, the KMS client is kms.NewFromConfig(cfg) with
-	// cfg from config.LoadDefaultConfig(ctx).
-	kmsCodec, err := codec.New(codec.Options{KMS: harness.NewKMSClient(emulator.URL), KeyID: alias})
-	if err != nil {
-		return err
-	}
-	dc := codec.NewDataConverter(kmsCodec, codec.DataConverterOptions{})
-	c, err := client.Dial(client.Options{
-		HostPort:         temporal.HostPort,
-		DataConverter:    dc,
-		FailureConverter: codec.NewFailureConverter(dc),
-		Logger:           harness.QuietLogger(),
-	})
+	c, dc, err := dialWithCodec(temporal.HostPort, emulator.URL, alias)
 	if err != nil {
 		return err
 	}
@@ -147,6 +136,25 @@ func runOnce(ctx context.Context) error {
 }
 
 // hexPrefix shows the length and the first 16 bytes of b in hex.
+// dialWithCodec connects a client whose payloads and failures the codec
+// encrypts under keyID, with keys from the KMS at kmsURL, and returns its
+// data converter too. With AWS, the KMS client is kms.NewFromConfig(cfg)
+// with cfg from config.LoadDefaultConfig(ctx).
+func dialWithCodec(hostPort, kmsURL, keyID string) (client.Client, converter.DataConverter, error) {
+	kmsCodec, err := codec.New(codec.Options{KMS: harness.NewKMSClient(kmsURL), KeyID: keyID})
+	if err != nil {
+		return nil, nil, err
+	}
+	dc := codec.NewDataConverter(kmsCodec, codec.DataConverterOptions{})
+	c, err := client.Dial(client.Options{
+		HostPort:         hostPort,
+		DataConverter:    dc,
+		FailureConverter: codec.NewFailureConverter(dc),
+		Logger:           harness.QuietLogger(),
+	})
+	return c, dc, err
+}
+
 func hexPrefix(b []byte) string {
 	n := min(len(b), 16)
 	s := fmt.Sprintf("%d bytes: %s", len(b), hex.EncodeToString(b[:n]))

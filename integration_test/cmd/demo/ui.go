@@ -14,7 +14,6 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/temporal-kms/kmscodec/codec"
 	"github.com/temporal-kms/kmscodec/integration_test/harness"
 )
 
@@ -125,17 +124,7 @@ func runUI(ctx context.Context) error {
 	}
 	defer stopping("Temporal dev server", temporalServer.Stop)
 
-	kmsCodec, err := codec.New(codec.Options{KMS: harness.NewKMSClient(emulator.URL), KeyID: alias})
-	if err != nil {
-		return err
-	}
-	dc := codec.NewDataConverter(kmsCodec, codec.DataConverterOptions{})
-	c, err := client.Dial(client.Options{
-		HostPort:         temporalServer.HostPort,
-		DataConverter:    dc,
-		FailureConverter: codec.NewFailureConverter(dc),
-		Logger:           harness.QuietLogger(),
-	})
+	c, _, err := dialWithCodec(temporalServer.HostPort, emulator.URL, alias)
 	if err != nil {
 		return err
 	}
